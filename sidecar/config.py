@@ -1,0 +1,115 @@
+"""Configuration from CLI flags and ``SIDECAR_*`` environment variables (no config file)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"SIDECAR_{name}", default)
+
+
+def parse_aliases(text: str | None) -> dict[str, str]:
+    """``id=target,id2=target2`` → dict (used by ``SIDECAR_MODEL_ALIASES``)."""
+    aliases: dict[str, str] = {}
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" not in part:
+            raise ValueError(f"model alias [{part}] must look like MODEL_ID=TARGET")
+        key, value = part.split("=", 1)
+        aliases[key.strip()] = value.strip()
+    return aliases
+
+
+@dataclass
+class Config:
+    es_url: str = "http://127.0.0.1:9200"
+    host: str = "127.0.0.1"
+    port: int = 9201
+    # Credentials the sidecar uses for its own hidden indices (callers' credentials are
+    # forwarded unchanged on proxied requests).
+    es_username: str | None = None
+    es_password: str | None = None
+    es_api_key: str | None = None
+    es_ca_file: str | None = None
+    es_verify_certs: bool = True
+    secrets_key: str | None = field(default=None, repr=False)
+    secrets_key_file: str | None = None
+    model_aliases: dict[str, str] = field(default_factory=dict)
+    model_cache_dir: str | None = None
+    # How long a cached endpoint definition is trusted before its version is re-checked.
+    registry_ttl_s: float = 1.0
+    # Micro-batching of local models.
+    max_batch_size: int = 32
+    max_batch_wait_ms: float = 2.0
+    max_queue: int = 10_000
+    # Default timeout for perform-inference calls (ES default 30 s).
+    inference_timeout_s: float = 30.0
+    log_level: str = "INFO"
+    system_index_prefix: str = ".sidecar-inference"
+
+    def secrets_key_bytes(self) -> bytes | None:
+        if self.secrets_key:
+            return self.secrets_key.encode()
+        if self.secrets_key_file:
+            return Path(self.secrets_key_file).read_bytes().strip()
+        return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="es-inference-sidecar",
+        description="Serve the Elasticsearch Inference API in front of any Elasticsearch node.",
+    )
+    p.add_argument("--es-url", default=_env("ES_URL", Config.es_url), help="Elasticsearch URL [SIDECAR_ES_URL]")
+    p.add_argument("--host", default=_env("HOST", Config.host), help="listen address [SIDECAR_HOST]")
+    p.add_argument("--port", type=int, default=int(_env("PORT", str(Config.port))), help="listen port [SIDECAR_PORT]")
+    p.add_argument("--es-username", default=_env("ES_USERNAME"), help="[SIDECAR_ES_USERNAME]")
+    p.add_argument("--es-password", default=_env("ES_PASSWORD"), help="[SIDECAR_ES_PASSWORD]")
+    p.add_argument("--es-api-key", default=_env("ES_API_KEY"), help="[SIDECAR_ES_API_KEY]")
+    p.add_argument("--es-ca-file", default=_env("ES_CA_FILE"), help="CA bundle for TLS to ES [SIDECAR_ES_CA_FILE]")
+    p.add_argument(
+        "--secrets-key-file",
+        default=_env("SECRETS_KEY_FILE"),
+        help="file holding the key that encrypts stored secrets [SIDECAR_SECRETS_KEY_FILE]; "
+        "or set SIDECAR_SECRETS_KEY",
+    )
+    p.add_argument(
+        "--model-aliases",
+        default=_env("MODEL_ALIASES", ""),
+        help="MODEL_ID=TARGET,... overrides of model ids [SIDECAR_MODEL_ALIASES]",
+    )
+    p.add_argument("--model-cache-dir", default=_env("MODEL_CACHE_DIR"), help="[SIDECAR_MODEL_CACHE_DIR]")
+    p.add_argument("--max-batch-size", type=int, default=int(_env("MAX_BATCH_SIZE", "32")))
+    p.add_argument("--max-batch-wait-ms", type=float, default=float(_env("MAX_BATCH_WAIT_MS", "2")))
+    p.add_argument("--max-queue", type=int, default=int(_env("MAX_QUEUE", "10000")))
+    p.add_argument("--registry-ttl", type=float, default=float(_env("REGISTRY_TTL", "1.0")))
+    p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+    return p
+
+
+def from_args(argv: list[str] | None = None) -> Config:
+    args = build_parser().parse_args(argv)
+    return Config(
+        es_url=args.es_url.rstrip("/"),
+        host=args.host,
+        port=args.port,
+        es_username=args.es_username,
+        es_password=args.es_password,
+        es_api_key=args.es_api_key,
+        es_ca_file=args.es_ca_file,
+        secrets_key=_env("SECRETS_KEY"),
+        secrets_key_file=args.secrets_key_file,
+        model_aliases=parse_aliases(args.model_aliases),
+        model_cache_dir=args.model_cache_dir,
+        max_batch_size=args.max_batch_size,
+        max_batch_wait_ms=args.max_batch_wait_ms,
+        max_queue=args.max_queue,
+        registry_ttl_s=args.registry_ttl,
+        log_level=args.log_level,
+    )
