@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, ClassVar
 
 import numpy as np
@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import EsError, status_exception
 
 
-class TaskType(str, Enum):
+class TaskType(StrEnum):
     TEXT_EMBEDDING = "text_embedding"
     SPARSE_EMBEDDING = "sparse_embedding"
     RERANK = "rerank"
@@ -40,7 +40,7 @@ class TaskType(str, Enum):
             ) from None
 
 
-class InputType(str, Enum):
+class InputType(StrEnum):
     """Why a text is being embedded (E5 prefixes, Cohere input_type, …)."""
 
     INGEST = "ingest"
@@ -60,6 +60,8 @@ class Endpoint:
     task_settings: dict[str, Any] = field(default_factory=dict)
     chunking_settings: dict[str, Any] | None = None
     secrets: dict[str, Any] = field(default_factory=dict)
+    # True when the definition exists but its stored secrets could not be found.
+    secrets_missing: bool = False
 
     def public(self) -> dict[str, Any]:
         """The endpoint as GET/PUT return it (no secrets)."""

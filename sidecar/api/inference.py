@@ -1,0 +1,243 @@
+"""HTTP routes of the Inference API (``/_inference/...``) and the trained-model stats that
+Elasticsearch's docs tell users to poll. Handlers only translate; the work is in
+:mod:`sidecar.endpoints.manager`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+from elasticsearch import AsyncElasticsearch
+
+from ..endpoints.manager import InferenceEndpoints
+from ..endpoints.secrets import SecretBox
+from ..endpoints.store import EndpointStore
+from ..endpoints.timevalue import parse_time_value
+from ..errors import EsError
+from ..services.registry import ServiceContext, Services
+from .render import json_response, read_json
+
+log = logging.getLogger("sidecar.api")
+
+
+def _endpoints(request: web.Request) -> InferenceEndpoints:
+    return request.app["inference"]
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    value = request.query.get(name)
+    if value is None:
+        return False
+    if value in ("", "true"):
+        return True
+    if value == "false":
+        return False
+    raise EsError(
+        400, "illegal_argument_exception",
+        f"Failed to parse value [{value}] as only [true] or [false] are allowed.",
+    )
+
+
+def _timeout(request: web.Request, default: float | None) -> float | None:
+    return parse_time_value(request.query.get("timeout"), "timeout", default)
+
+
+def _ids(request: web.Request) -> tuple[str | None, str]:
+    """(task_type or None, inference_id) from the matched path."""
+    info = request.match_info
+    if "task_type" in info:
+        return info["task_type"], info["inference_id"]
+    return None, info["inference_id"]
+
+
+async def list_endpoints(request: web.Request) -> web.Response:
+    task_type = request.match_info.get("task_type")
+    return json_response(await _endpoints(request).get(None, task_type), request=request)
+
+
+async def get_endpoint(request: web.Request) -> web.Response:
+    task_type, inference_id = _ids(request)
+    return json_response(await _endpoints(request).get(inference_id, task_type), request=request)
+
+
+async def put_endpoint(request: web.Request) -> web.Response:
+    task_type, inference_id = _ids(request)
+    body = await read_json(request)
+    manager = _endpoints(request)
+    created = await manager.create(
+        inference_id, task_type, body, timeout_s=_timeout(request, manager.default_timeout_s)
+    )
+    return json_response(created, request=request)
+
+
+async def update_endpoint(request: web.Request) -> web.Response:
+    task_type, inference_id = _ids(request)
+    body = await read_json(request, required=False)
+    return json_response(await _endpoints(request).update(inference_id, task_type, body), request=request)
+
+
+async def delete_endpoint(request: web.Request) -> web.Response:
+    task_type, inference_id = _ids(request)
+    result = await _endpoints(request).delete(
+        inference_id, task_type, dry_run=_flag(request, "dry_run"), force=_flag(request, "force")
+    )
+    return json_response(result, request=request)
+
+
+async def perform(request: web.Request) -> web.Response:
+    task_type, inference_id = _ids(request)
+    body = await read_json(request)
+    manager = _endpoints(request)
+    default = manager.default_timeout_s
+    if isinstance(body, dict) and isinstance(body.get("timeout"), str):
+        default = parse_time_value(body["timeout"], "timeout", default)
+    result = await manager.infer(inference_id, task_type, body, timeout_s=_timeout(request, default))
+    return json_response(result, request=request)
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    """Server-sent events as Elasticsearch writes them. Errors before the first event keep
+    their HTTP status; later ones become an ``error`` event. A client that goes away closes
+    the provider's stream."""
+    from ..services import sse
+
+    task_type, inference_id = _ids(request)
+    body = await read_json(request)
+    manager = _endpoints(request)
+    events = await manager.open_stream(
+        inference_id, task_type, body, timeout_s=_timeout(request, manager.default_timeout_s)
+    )
+    iterator = events.__aiter__()
+    try:
+        first = await iterator.__anext__()
+    except StopAsyncIteration:
+        first = None
+    response = web.StreamResponse(
+        status=200, headers={"Content-Type": sse.CONTENT_TYPE, "X-elastic-product": "Elasticsearch",
+                             "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    try:
+        if first is not None:
+            await response.write(sse.render_event(first))
+            async for event in iterator:
+                await response.write(sse.render_event(event))
+        await response.write(sse.DONE)
+    except EsError as err:
+        await response.write(sse.render_error(err))
+    except (ConnectionResetError, asyncio.CancelledError):
+        log.info("stream client went away", extra={"fields": {"inference_id": inference_id}})
+        raise
+    finally:
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            await close()
+    await response.write_eof()
+    return response
+
+
+async def services_catalogue(request: web.Request) -> web.Response:
+    task_type = request.match_info.get("task_type")
+    return json_response(_endpoints(request).services_catalogue(task_type), request=request)
+
+
+async def trained_model_stats(request: web.Request) -> web.StreamResponse:
+    """Stats of the sidecar's local deployments, in ``_ml/trained_models/_stats`` shape.
+
+    Ids not served here go on to Elasticsearch (a cluster with ML nodes answers them)."""
+    models = request.app["models"]
+    wanted = request.match_info.get("model_id", "_all")
+    patterns = [p for p in wanted.split(",") if p]
+    matched = []
+    for deployment in models.deployments():
+        ids = {deployment.model_id, deployment.deployment_id}
+        if wanted in ("_all", "*") or any(p in ids or (p.endswith("*") and any(
+                i.startswith(p[:-1]) for i in ids)) for p in patterns):
+            matched.append(deployment)
+    if not matched and wanted not in ("_all", "*"):
+        from ..proxy import proxy_handler
+
+        return await proxy_handler(request)
+    stats = []
+    for deployment in matched:
+        deployment_stats = deployment.stats()
+        stats.append({
+            "model_id": deployment.model_id,
+            "model_size_stats": {"model_size_bytes": 0, "required_native_memory_bytes": 0},
+            "pipeline_count": 0,
+            "inference_stats": {
+                "failure_count": 0,
+                "inference_count": deployment_stats.get("inference_count", 0),
+                "cache_miss_count": 0,
+                "missing_all_fields_count": 0,
+                "timestamp": deployment_stats.get("start_time", 0),
+            },
+            "deployment_stats": deployment_stats,
+        })
+    return json_response({"count": len(stats), "trained_model_stats": stats}, request=request)
+
+
+def _es_client(config) -> AsyncElasticsearch:
+    kwargs: dict = {"request_timeout": 30, "retry_on_timeout": True, "max_retries": 2}
+    if config.es_api_key:
+        kwargs["api_key"] = config.es_api_key
+    elif config.es_username:
+        kwargs["basic_auth"] = (config.es_username, config.es_password or "")
+    if config.es_url.startswith("https"):
+        kwargs["verify_certs"] = config.es_verify_certs
+        if config.es_ca_file:
+            kwargs["ca_certs"] = config.es_ca_file
+    return AsyncElasticsearch(config.es_url, **kwargs)
+
+
+async def _startup(app: web.Application) -> None:
+    from ..runtime import ModelManager
+
+    config = app["config"]
+    app["es"] = _es_client(config)
+    app["models"] = ModelManager(
+        aliases=config.model_aliases,
+        cache_dir=config.model_cache_dir,
+        max_batch_size=config.max_batch_size,
+        max_batch_wait_ms=config.max_batch_wait_ms,
+        max_queue=config.max_queue,
+    )
+    services = Services(ServiceContext(config=config, models=app["models"]))
+    app["services"] = services
+    store = EndpointStore(
+        app["es"], SecretBox(config.secrets_key_bytes()), prefix=config.system_index_prefix,
+        ttl_s=config.registry_ttl_s,
+    )
+    app["inference"] = InferenceEndpoints(store, services, default_timeout_s=config.inference_timeout_s)
+
+
+async def _cleanup(app: web.Application) -> None:
+    await asyncio.gather(
+        app["services"].close(), app["models"].close(), app["es"].close(), return_exceptions=True
+    )
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/_inference", list_endpoints)
+    r.add_get("/_inference/_all", list_endpoints)
+    r.add_get("/_inference/_services", services_catalogue)
+    r.add_get("/_inference/_services/{task_type}", services_catalogue)
+    r.add_put("/_inference/{inference_id}/_update", update_endpoint)
+    r.add_put("/_inference/{task_type}/{inference_id}/_update", update_endpoint)
+    r.add_get("/_inference/{task_type}/_all", list_endpoints)
+    r.add_get("/_inference/{inference_id}", get_endpoint)
+    r.add_get("/_inference/{task_type}/{inference_id}", get_endpoint)
+    r.add_put("/_inference/{inference_id}", put_endpoint)
+    r.add_put("/_inference/{task_type}/{inference_id}", put_endpoint)
+    r.add_delete("/_inference/{inference_id}", delete_endpoint)
+    r.add_delete("/_inference/{task_type}/{inference_id}", delete_endpoint)
+    r.add_post("/_inference/{inference_id}/_stream", stream)
+    r.add_post("/_inference/{task_type}/{inference_id}/_stream", stream)
+    r.add_post("/_inference/{inference_id}", perform)
+    r.add_post("/_inference/{task_type}/{inference_id}", perform)
+    r.add_get("/_ml/trained_models/_stats", trained_model_stats)
+    r.add_get("/_ml/trained_models/{model_id}/_stats", trained_model_stats)
+    app.on_startup.append(_startup)
+    app.on_cleanup.append(_cleanup)

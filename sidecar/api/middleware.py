@@ -1,0 +1,29 @@
+"""Turns every failure into an Elasticsearch-shaped error response (never a traceback)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from ..errors import EsError
+from .render import error_response
+
+log = logging.getLogger("sidecar.api")
+
+
+@web.middleware
+async def es_errors(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except EsError as err:
+        return error_response(err, request)
+    except web.HTTPException:
+        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        err = EsError(500, "exception", "the sidecar failed to handle the request; see its log for details")
+        return error_response(err, request)

@@ -1,0 +1,481 @@
+"""The Inference API's core: create, read, update, delete and use inference endpoints.
+
+Plain Python in, plain Python out (the HTTP layer only translates). Behaviour and messages
+follow Elasticsearch's ``Transport*InferenceModelAction`` classes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from ..errors import EsError, action_request_validation, not_found, status_exception, timeout, validation
+from ..services.base import Endpoint, InputType, Service, TaskType
+from ..services.registry import Services
+from ..services.settings import java_map_repr
+from .store import EndpointStore
+
+log = logging.getLogger("sidecar.endpoints")
+
+_ID = re.compile(r"^[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?$")
+CHUNKED_TASKS = (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING)
+# What refers to an endpoint (pipelines, index mappings); later modules register finders.
+ReferenceFinder = Callable[[str], Awaitable[tuple[list[str], list[str]]]]
+
+
+def validate_id(inference_id: str) -> None:
+    if not _ID.match(inference_id or ""):
+        raise action_request_validation(
+            f"Invalid inference_id; '{inference_id}' can contain lowercase alphanumeric (a-z and 0-9), "
+            "hyphens or underscores; must start and end with alphanumeric"
+        )
+
+
+def parse_task_type(value: str) -> TaskType:
+    try:
+        return TaskType(value)
+    except ValueError:
+        raise status_exception(400, f"Unknown task_type [{value}]") from None
+
+
+def _parse_chunking(value: Any) -> dict[str, Any]:
+    from ..chunking import DEFAULT_CHUNKING_SETTINGS, parse_chunking_settings
+
+    if value is not None and not isinstance(value, dict):
+        raise validation("[chunking_settings] must be an object")
+    parsed = parse_chunking_settings(value)
+    return dict(DEFAULT_CHUNKING_SETTINGS) if parsed is None else parsed.to_dict()
+
+
+class InferenceEndpoints:
+    def __init__(self, store: EndpointStore, services: Services, *, default_timeout_s: float = 30.0) -> None:
+        self.store = store
+        self.services = services
+        self.default_timeout_s = default_timeout_s
+        self.reference_finders: list[ReferenceFinder] = []
+        self._updating: set[str] = set()
+
+    # -- create --------------------------------------------------------------------------------
+    async def create(
+        self, inference_id: str, path_task_type: str | None, body: Any, *, timeout_s: float | None = None
+    ) -> dict[str, Any]:
+        validate_id(inference_id)
+        if not isinstance(body, dict):
+            raise EsError(400, "parse_exception", "request body is required and must be a JSON object")
+        config = dict(body)
+        service_name = config.pop("service", None)
+        if service_name is None:
+            raise status_exception(400, "Model configuration is missing a service")
+        if not isinstance(service_name, str):
+            raise validation(f"field [service] is not of the expected type. The value [{service_name}] cannot be converted to a [String]")
+        body_task_type = config.pop("task_type", None)
+        task_type = self._resolve_task_type(path_task_type, body_task_type)
+        service = self.services.get(service_name)
+        service.check_task_type(task_type)
+
+        if "service_settings" not in config or config["service_settings"] is None:
+            raise status_exception(400, "Model configuration is missing [service_settings]")
+        service_settings = config.pop("service_settings")
+        task_settings = config.pop("task_settings", None) or {}
+        if not isinstance(service_settings, dict):
+            raise validation("[service_settings] must be an object")
+        if not isinstance(task_settings, dict):
+            raise validation("[task_settings] must be an object")
+        chunking = None
+        if task_type in CHUNKED_TASKS:
+            chunking = _parse_chunking(config.pop("chunking_settings", None))
+        if config:
+            raise status_exception(
+                400, f"Configuration contains settings [{java_map_repr(config)}] unknown to the [{service.name}] service"
+            )
+        parsed = service.parse(inference_id, task_type, dict(service_settings), dict(task_settings))
+        if await self.store.exists(inference_id):
+            raise EsError(400, "resource_already_exists_exception", f"Inference endpoint [{inference_id}] already exists")
+
+        endpoint = Endpoint(
+            inference_id=inference_id,
+            task_type=task_type,
+            service=service.name,
+            service_settings=parsed.service_settings,
+            task_settings=parsed.task_settings,
+            chunking_settings=chunking,
+            secrets=parsed.secrets,
+        )
+        if parsed.secrets and not self.store.secrets.enabled:
+            self.store.secrets.encrypt(parsed.secrets)  # raises the clear "no key configured" error
+        wait = self.default_timeout_s if timeout_s is None else timeout_s
+        await self._start(service, endpoint, wait)
+        try:
+            if task_type is TaskType.TEXT_EMBEDDING:
+                await self._probe(service, endpoint)
+            await self.store.create(endpoint)
+        except BaseException:
+            await self._stop_quietly(service, endpoint)
+            raise
+        log.info("inference endpoint created", extra={"fields": {"inference_id": inference_id,
+                                                               "service": service.name,
+                                                               "task_type": task_type.value}})
+        return endpoint.public()
+
+    @staticmethod
+    def _resolve_task_type(path_value: str | None, body_value: Any) -> TaskType:
+        if body_value is not None and not isinstance(body_value, str):
+            raise validation(
+                f"field [task_type] is not of the expected type. The value [{body_value}] cannot be converted to a [String]"
+            )
+        if path_value is None:
+            if body_value is None:
+                raise status_exception(400, "model is missing required setting [task_type]")
+            return parse_task_type(body_value)
+        task_type = parse_task_type(path_value)
+        if body_value is not None and parse_task_type(body_value) is not task_type:
+            raise status_exception(
+                400,
+                f"Cannot resolve conflicting task_type parameter in the request URL [{path_value}] and the "
+                f"request body [{body_value}]",
+            )
+        return task_type
+
+    async def _start(self, service: Service, endpoint: Endpoint, wait: float | None) -> None:
+        try:
+            await asyncio.wait_for(service.start(endpoint, timeout=wait), timeout=wait)
+        except TimeoutError:
+            raise timeout(
+                f"Timed out after [{wait}s] waiting for the model deployment of inference endpoint "
+                f"[{endpoint.inference_id}] to start"
+            ) from None
+
+    async def _probe(self, service: Service, endpoint: Endpoint) -> None:
+        try:
+            dims, similarity = await service.probe_dimensions(endpoint)
+        except EsError as err:
+            if err.status >= 500 or err.status == 400:
+                raise EsError(
+                    400 if err.status < 500 else err.status,
+                    err.type,
+                    f"Could not determine embedding size for inference endpoint [{endpoint.inference_id}]: {err.reason}",
+                ) from None
+            raise
+        settings = endpoint.service_settings
+        given = settings.get("dimensions")
+        if given is not None and given != dims:
+            raise validation(
+                f"The retrieved embeddings have [{dims}] dimensions but [dimensions] is set to [{given}]"
+            )
+        settings["dimensions"] = dims
+        settings.setdefault("similarity", similarity or "cosine")
+        settings.setdefault("element_type", "float")
+
+    async def _stop_quietly(self, service: Service, endpoint: Endpoint) -> None:
+        try:
+            await service.stop(endpoint)
+        except Exception:  # pragma: no cover - best effort cleanup
+            log.exception("failed to stop endpoint %s", endpoint.inference_id)
+
+    # -- read ------------------------------------------------------------------------------------
+    async def resolve(self, inference_id: str) -> Endpoint:
+        endpoint = await self.store.get(inference_id)
+        if endpoint is None:
+            raise not_found(f"Inference endpoint not found [{inference_id}]")
+        return endpoint
+
+    async def get(self, inference_id: str | None, task_type: str | None = None) -> dict[str, Any]:
+        wanted = parse_task_type(task_type) if task_type else None
+        if inference_id in (None, "_all", "*"):
+            endpoints = await self.store.list(wanted)
+            return {"endpoints": [e.public() for e in endpoints]}
+        endpoint = await self.resolve(inference_id)
+        if wanted is not None and endpoint.task_type is not wanted:
+            raise status_exception(
+                400,
+                f"Requested task type [{wanted.value}] does not match the inference endpoint's task type "
+                f"[{endpoint.task_type.value}]",
+            )
+        return {"endpoints": [endpoint.public()]}
+
+    def services_catalogue(self, task_type: str | None = None) -> list[dict[str, Any]]:
+        wanted = parse_task_type(task_type) if task_type else None
+        return [s.describe() for s in self.services.all() if wanted is None or wanted in s.task_types]
+
+    # -- delete ----------------------------------------------------------------------------------
+    async def references(self, inference_id: str) -> tuple[list[str], list[str]]:
+        pipelines: list[str] = []
+        indexes: list[str] = []
+        for finder in self.reference_finders:
+            p, i = await finder(inference_id)
+            pipelines.extend(p)
+            indexes.extend(i)
+        return sorted(set(pipelines)), sorted(set(indexes))
+
+    async def delete(
+        self, inference_id: str, task_type: str | None = None, *, dry_run: bool = False, force: bool = False
+    ) -> dict[str, Any]:
+        endpoint = await self.resolve(inference_id)
+        if task_type is not None and parse_task_type(task_type) is not endpoint.task_type:
+            raise status_exception(
+                400,
+                f"Requested task type [{task_type}] does not match the inference endpoint's task type "
+                f"[{endpoint.task_type.value}]",
+            )
+        pipelines, indexes = await self.references(inference_id)
+        message = ""
+        if pipelines:
+            message += (
+                f"Inference endpoint {inference_id} is referenced by pipelines: {pipelines}. Ensure that no "
+                "pipelines are using this inference endpoint, or use force to ignore this warning and delete "
+                "the inference endpoint."
+            ).replace("'", "")
+        if indexes:
+            message += (
+                f" Inference endpoint {inference_id} is being used in the mapping for indexes: {indexes}. Ensure "
+                "that no index mappings are using this inference endpoint, or use force to ignore this warning "
+                "and delete the inference endpoint."
+            ).replace("'", "")
+        if dry_run:
+            body: dict[str, Any] = {"acknowledged": False, "pipelines": pipelines, "indexes": indexes}
+            if message:
+                body["error_message"] = message.strip()
+            return body
+        if message and not force:
+            raise status_exception(409, message.strip())
+        await self.store.delete(inference_id)
+        await self._stop_quietly(self.services.get(endpoint.service), endpoint)
+        log.info("inference endpoint deleted", extra={"fields": {"inference_id": inference_id}})
+        return {"acknowledged": True, "pipelines": pipelines, "indexes": indexes}
+
+    # -- update ----------------------------------------------------------------------------------
+    async def update(self, inference_id: str, task_type: str | None, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict) or not body:
+            raise status_exception(400, "Request body is empty")
+        extra = {k: v for k, v in body.items() if k not in ("service_settings", "task_settings", "task_type")}
+        if extra:
+            raise status_exception(
+                400,
+                "Request contained fields which cannot be updated, remove these fields and try again "
+                f"[{java_map_repr(extra)}]",
+            )
+        endpoint = await self.resolve(inference_id)
+        for requested in (task_type, body.get("task_type")):
+            if requested is not None and parse_task_type(requested) is not endpoint.task_type:
+                raise status_exception(
+                    400,
+                    f"Task type must match the task type of the existing endpoint, "
+                    f"[{endpoint.task_type.value}] != [{requested}]",
+                )
+        if inference_id in self._updating:
+            raise status_exception(
+                409, f"Endpoint [{inference_id}] is currently being updated. Try again once the update completes"
+            )
+        self._updating.add(inference_id)
+        try:
+            return await self._apply_update(endpoint, body)
+        finally:
+            self._updating.discard(inference_id)
+
+    async def _apply_update(self, endpoint: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
+        service = self.services.get(endpoint.service)
+        new_service = body.get("service_settings") or {}
+        new_tasks = body.get("task_settings") or {}
+        if not isinstance(new_service, dict) or not isinstance(new_tasks, dict):
+            raise validation("[service_settings] and [task_settings] must be objects")
+        secrets = dict(endpoint.secrets)
+        secrets_changed = False
+        for key in service.secret_keys:
+            if key in new_service:
+                value = new_service.pop(key)
+                if not isinstance(value, str) or not value:
+                    raise validation(f"[service_settings] Invalid value empty string. [{key}] must be a non-empty string")
+                secrets[key] = value
+                secrets_changed = True
+        service_settings = dict(endpoint.service_settings)
+        if new_service:
+            parse_update = getattr(service, "parse_update", None)
+            if parse_update is None:
+                raise status_exception(
+                    400,
+                    "Request contained fields which cannot be updated, remove these fields and try again "
+                    f"[{java_map_repr({'service_settings': new_service})}]",
+                )
+            service_settings = parse_update(endpoint, new_service)
+        task_settings = dict(endpoint.task_settings)
+        if new_tasks:
+            task_settings.update(service.parse_task_settings(endpoint.task_type, dict(new_tasks)))
+        updated = Endpoint(
+            inference_id=endpoint.inference_id,
+            task_type=endpoint.task_type,
+            service=endpoint.service,
+            service_settings=service_settings,
+            task_settings=task_settings,
+            chunking_settings=endpoint.chunking_settings,
+            secrets=secrets,
+        )
+        await self.store.replace(updated, secrets_changed=secrets_changed)
+        apply = getattr(service, "apply_update", None)
+        if apply is not None:
+            await apply(updated)
+        return updated.public()
+
+    # -- perform inference -----------------------------------------------------------------------
+    async def infer(
+        self, inference_id: str, task_type: str | None, body: Any, *, timeout_s: float | None = None
+    ) -> dict[str, Any]:
+        endpoint = await self.resolve(inference_id)
+        if task_type is not None:
+            requested = parse_task_type(task_type)
+            if requested is not endpoint.task_type:
+                raise status_exception(
+                    400,
+                    f"Incompatible task_type, the requested type [{requested.value}] does not match the model "
+                    f"type [{endpoint.task_type.value}]",
+                )
+        if endpoint.task_type is TaskType.CHAT_COMPLETION:
+            raise status_exception(
+                400,
+                f"Endpoint [{inference_id}] with task type [chat_completion] can only be used with the "
+                f"[_inference/chat_completion/{inference_id}/_stream] API",
+            )
+        request = self._parse_infer_body(endpoint, body)
+        service = self.services.get(endpoint.service)
+        if endpoint.secrets_missing:
+            raise status_exception(
+                500,
+                f"The secret settings of inference endpoint [{inference_id}] are missing; delete and re-create it",
+            )
+        task_settings = dict(endpoint.task_settings)
+        if request["task_settings"]:
+            task_settings.update(service.parse_task_settings(endpoint.task_type, dict(request["task_settings"])))
+        for key in ("top_n", "return_documents"):
+            if request.get(key) is not None:
+                task_settings[key] = request[key]
+        wait = self.default_timeout_s if timeout_s is None else timeout_s
+        try:
+            return await asyncio.wait_for(self._dispatch(service, endpoint, request, task_settings, wait), wait)
+        except TimeoutError:
+            raise timeout(f"Request timed out waiting to be sent after [{wait:g}s]") from None
+
+    async def open_stream(
+        self, inference_id: str, task_type: str | None, body: Any, *, timeout_s: float | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Validate a ``_stream`` request and open the provider's stream (errors raised here
+        happen before anything is sent, so they keep their HTTP status)."""
+        endpoint = await self.resolve(inference_id)
+        requested = parse_task_type(task_type) if task_type is not None else endpoint.task_type
+        if requested is not endpoint.task_type:
+            raise status_exception(
+                400,
+                f"Incompatible task_type, the requested type [{requested.value}] does not match the model "
+                f"type [{endpoint.task_type.value}]",
+            )
+        if endpoint.task_type not in (TaskType.COMPLETION, TaskType.CHAT_COMPLETION):
+            raise EsError(
+                405, "status_exception",
+                f"Streaming is not allowed for service [{endpoint.service}] and task "
+                f"[{endpoint.task_type.value}]. Supported tasks: [completion, chat_completion]",
+            )
+        if not isinstance(body, dict):
+            raise EsError(400, "parse_exception", "request body is required and must be a JSON object")
+        service = self.services.get(endpoint.service)
+        if endpoint.task_type is TaskType.COMPLETION:
+            parsed = self._parse_infer_body(endpoint, body)
+            task_settings = dict(endpoint.task_settings)
+            if parsed["task_settings"]:
+                task_settings.update(service.parse_task_settings(endpoint.task_type, dict(parsed["task_settings"])))
+            request: dict[str, Any] = {"input": parsed["inputs"], "task_settings": task_settings}
+        else:
+            request = dict(body)
+        wait = self.default_timeout_s if timeout_s is None else timeout_s
+        return service.stream(endpoint, request, wait)
+
+    @staticmethod
+    def _parse_infer_body(endpoint: Endpoint, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise EsError(400, "parse_exception", "request body is required and must be a JSON object")
+        allowed = {"input", "query", "task_settings", "input_type", "top_n", "return_documents", "timeout"}
+        unknown = [k for k in body if k not in allowed]
+        if unknown:
+            raise EsError(400, "x_content_parse_exception", f"[1:2] [inference] unknown field [{unknown[0]}]")
+        raw = body.get("input")
+        if raw is None:
+            raise action_request_validation("Field [input] cannot be null")
+        inputs = [raw] if isinstance(raw, str) else raw
+        if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
+            raise EsError(400, "x_content_parse_exception", "[1:2] [inference] failed to parse field [input]: "
+                          "expected a string or an array of strings")
+        if not inputs:
+            raise action_request_validation("Field [input] cannot be an empty array")
+        task = endpoint.task_type
+        query = body.get("query")
+        if task is TaskType.RERANK:
+            if query is None:
+                raise action_request_validation("Field [query] cannot be null for task type [rerank]")
+            if not isinstance(query, str):
+                raise EsError(400, "x_content_parse_exception", "[1:2] [inference] failed to parse field [query]")
+        elif query is not None:
+            raise action_request_validation(f"Field [query] cannot be specified for task type [{task.value}]")
+        if task is TaskType.COMPLETION and len(inputs) > 1:
+            raise action_request_validation("Field [input] must contain a single value for task type [completion]")
+        input_type = body.get("input_type")
+        if input_type is not None:
+            if task is not TaskType.TEXT_EMBEDDING:
+                raise action_request_validation(f"Field [input_type] cannot be specified for task type [{task.value}]")
+            try:
+                input_type = InputType(str(input_type).lower())
+            except ValueError:
+                raise action_request_validation(
+                    f"Field [input_type] must be one of [ingest, search, classification, clustering], got [{input_type}]"
+                ) from None
+        for key in ("top_n", "return_documents"):
+            if body.get(key) is not None and task is not TaskType.RERANK:
+                raise action_request_validation(f"Field [{key}] cannot be specified for task type [{task.value}]")
+        top_n = body.get("top_n")
+        if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1):
+            raise action_request_validation("Field [top_n] must be a positive integer")
+        if body.get("return_documents") is not None and not isinstance(body["return_documents"], bool):
+            raise action_request_validation("Field [return_documents] must be a boolean")
+        task_settings = body.get("task_settings") or {}
+        if not isinstance(task_settings, dict):
+            raise EsError(400, "x_content_parse_exception", "[1:2] [inference] failed to parse field [task_settings]")
+        return {
+            "inputs": inputs,
+            "query": query,
+            "input_type": input_type,
+            "task_settings": task_settings,
+            "top_n": top_n,
+            "return_documents": body.get("return_documents"),
+        }
+
+    async def _dispatch(self, service: Service, endpoint: Endpoint, request: dict[str, Any],
+                        task_settings: dict[str, Any], wait: float | None) -> dict[str, Any]:
+        task = endpoint.task_type
+        inputs = request["inputs"]
+        if task is TaskType.TEXT_EMBEDDING:
+            input_type = request["input_type"] or (
+                InputType(task_settings["input_type"]) if task_settings.get("input_type") in
+                {t.value for t in InputType} else None
+            )
+            result = await service.embed(endpoint, inputs, input_type, task_settings, wait)
+            key = {"float": "text_embedding", "byte": "text_embedding_bytes", "bit": "text_embedding_bits"}[
+                result.element_type
+            ]
+            return {key: [{"embedding": vector} for vector in result.vectors]}
+        if task is TaskType.SPARSE_EMBEDDING:
+            results = await service.sparse_embed(endpoint, inputs, None, task_settings, wait)
+            return {
+                "sparse_embedding": [{"is_truncated": r.is_truncated, "embedding": r.tokens} for r in results]
+            }
+        if task is TaskType.RERANK:
+            ranked = await service.rerank(endpoint, request["query"], inputs, task_settings, wait)
+            out = []
+            for doc in ranked:
+                item: dict[str, Any] = {"index": doc.index, "relevance_score": doc.relevance_score}
+                if doc.text is not None:
+                    item["text"] = doc.text
+                out.append(item)
+            return {"rerank": out}
+        if task is TaskType.COMPLETION:
+            results = await service.complete(endpoint, inputs, task_settings, wait)
+            return {"completion": [{"result": r.result} for r in results]}
+        raise status_exception(400, f"Unsupported task type [{task.value}]")
