@@ -1,0 +1,96 @@
+"""docker-compose.yml and the Dockerfile, checked by reading them (no Docker engine needed)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> str:
+    return (ROOT / "Dockerfile").read_text()
+
+
+def env_of(service: dict) -> dict[str, str]:
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def healthcheck_text(service: dict) -> str:
+    test = service["healthcheck"]["test"]
+    return test if isinstance(test, str) else " ".join(test)
+
+
+def default_es_version() -> str:
+    m = re.search(r'^ES_VERSION="\$\{ES_VERSION:-([^}]+)\}"', (ROOT / "scripts" / "es").read_text(), re.M)
+    assert m, "scripts/es has no default ES_VERSION"
+    return m.group(1)
+
+
+def test_services(compose: dict) -> None:
+    assert set(compose["services"]) == {"elasticsearch", "sidecar"}
+
+
+def test_elasticsearch_service(compose: dict) -> None:
+    es = compose["services"]["elasticsearch"]
+    image, _, version = es["image"].rpartition(":")
+    assert image == "docker.elastic.co/elasticsearch/elasticsearch"
+    assert version == default_es_version()  # the same version scripts/es runs
+    env = env_of(es)
+    assert env["discovery.type"] == "single-node"
+    assert env["xpack.security.enabled"] == "false"
+    assert "-Xmx1g" in env["ES_JAVA_OPTS"].split()
+    assert "-Xms1g" in env["ES_JAVA_OPTS"].split()
+    assert "_cluster/health?wait_for_status=yellow" in healthcheck_text(es)
+
+
+def test_sidecar_service(compose: dict) -> None:
+    sidecar = compose["services"]["sidecar"]
+    assert sidecar["build"] in (".", {"context": "."})
+    env = env_of(sidecar)
+    assert env["SIDECAR_ES_URL"] == "http://elasticsearch:9200"
+    assert sidecar["depends_on"]["elasticsearch"]["condition"] == "service_healthy"
+    assert "9201:9201" in [str(p) for p in sidecar["ports"]]
+    assert "http://127.0.0.1:9201/_sidecar/health" in healthcheck_text(sidecar)
+
+    # The secrets key comes from a compose secret, mounted where SIDECAR_SECRETS_KEY_FILE points.
+    (secret,) = sidecar["secrets"]
+    assert secret in compose["secrets"]
+    assert env["SIDECAR_SECRETS_KEY_FILE"] == f"/run/secrets/{secret}"
+
+    # A named volume keeps downloaded models across container restarts.
+    volumes = [v.split(":") for v in sidecar["volumes"]]
+    assert any(src in compose["volumes"] and "huggingface" in dst for src, dst, *_ in volumes)
+
+
+def test_dockerfile(dockerfile: str) -> None:
+    lines = [line.strip() for line in dockerfile.splitlines()]
+    assert lines[next(i for i, line in enumerate(lines) if line and not line.startswith("#"))] == (
+        "FROM python:3.11-slim"
+    )
+    assert "EXPOSE 9201" in lines
+    assert 'ENTRYPOINT ["es-inference-sidecar"]' in lines
+    assert "SIDECAR_HOST=0.0.0.0" in dockerfile
+    assert "http://127.0.0.1:9201/_sidecar/health" in dockerfile
+    assert re.search(r"^HEALTHCHECK ", dockerfile, re.M)
+    users = [shlex.split(line)[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+
+
+def test_entrypoint_is_the_console_script() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "es-inference-sidecar" in pyproject["project"]["scripts"]
