@@ -1,0 +1,381 @@
+"""Loaded models, one wrapper per task.
+
+A loaded model turns a *batch of items* into one result per item, in a worker thread
+(tokenisation included, so the event loop never does model work). Items and results:
+
+==================  ====================  =============================================
+task                item                  result
+==================  ====================  =============================================
+text_embedding      ``str``               ``(np.ndarray float32 (dims,), truncated)``
+sparse_embedding    ``str``               ``({token: weight}, truncated)``
+rerank              ``(query, doc)``      ``(score, truncated)``
+==================  ====================  =============================================
+
+Behaviour worth knowing:
+
+- **Dense** models run through sentence-transformers' own pipeline (Transformer → Pooling →
+  Normalize …), so normalisation is whatever the model says; ``normalized`` reports whether
+  the pipeline has a ``Normalize`` module (then ``similarity`` is ``dot_product``).
+- **Sparse** models are masked-LM heads with SPLADE pooling:
+  ``w[v] = max_t log(1 + relu(logits[t, v]))`` over the non-padding tokens. Weights ``> 0`` are
+  kept (as Elasticsearch does for ELSER), at most :data:`MAX_SPARSE_TOKENS` of the largest,
+  ordered by weight (largest first). Keys are vocabulary strings (``##ing`` stays as it is);
+  a ``.`` in a token becomes ``__``, as Elasticsearch does, because field names cannot hold dots.
+- **Rerank** models are sentence-transformers ``CrossEncoder``s; the score is the model's raw
+  output (no sigmoid), which is what Elasticsearch's ``text_similarity`` inference returns.
+- Inputs longer than the model window are truncated and flagged ``truncated``.
+- Every batch is split into length-homogeneous sub-batches (see :func:`plan_batches`) so
+  short texts are not padded to the length of a long one.
+
+Torch and sentence-transformers are imported on first load, not at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+TASKS = ("text_embedding", "sparse_embedding", "rerank")
+
+# Largest number of (token, weight) pairs kept per sparse embedding. SPLADE-style models put
+# non-zero weight on a few dozen to a few hundred vocabulary entries for a passage; the tail
+# beyond the 512 largest carries negligible score mass and only bloats the index.
+MAX_SPARSE_TOKENS = 512
+
+# Upper bound of padded tokens in one forward pass. Keeps activations (and for sparse models
+# the (batch, tokens, vocab) logits tensor) bounded whatever the batch size.
+MAX_BATCH_TOKENS_DENSE = 16_384
+MAX_SPARSE_LOGITS = 1 << 26  # floats in one (batch, tokens, vocab) logits tensor: 256 MiB
+
+
+@dataclass
+class ModelInfo:
+    dimensions: int | None  # dense only
+    similarity: str | None  # "cosine" | "dot_product" | "l2_norm"
+    max_seq_length: int
+    normalized: bool
+
+
+def plan_batches(lengths: Sequence[int], *, max_batch_size: int, max_tokens: int) -> list[slice]:
+    """Split items *sorted by length* into consecutive sub-batches.
+
+    A sub-batch grows while it has fewer than ``max_batch_size`` items, its padded size
+    (items × longest) stays within ``max_tokens`` and padding stays under half of the padded
+    size (or the whole sub-batch is tiny, where splitting costs more than padding).
+    """
+    plans: list[slice] = []
+    n = len(lengths)
+    start = 0
+    while start < n:
+        longest = shortest = max(1, lengths[start])
+        total = longest
+        end = start + 1
+        while end < n and end - start < max_batch_size:
+            length = max(1, lengths[end])
+            hi, lo = max(longest, length), min(shortest, length)
+            count = end - start + 1
+            padded = count * hi
+            if padded > max_tokens and count > 1:
+                break
+            if padded > 2 * (total + length) and padded > 512:
+                break
+            longest, shortest, total = hi, lo, total + length
+            end += 1
+        plans.append(slice(start, end))
+        start = end
+    return plans
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    threads = max(1, min(int(threads), os.cpu_count() or 1))
+    # Thread-local with OpenMP: every worker thread sets its own count before each batch.
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def config_says_e5(path: str) -> bool:
+    """Whether a model directory declares itself an E5 model (its ``_name_or_path``)."""
+    from .resolve import _E5
+
+    name = str(_read_json(Path(path) / "config.json").get("_name_or_path", ""))
+    return bool(_E5.search(name.lower()))
+
+
+class LoadedModel:
+    """A model in memory. Subclasses implement :meth:`_run`; :meth:`run_batch` is what
+    worker threads call."""
+
+    task: str = ""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.info = ModelInfo(None, None, 512, False)
+        # Tokenizers are not safe to call from several threads at once (their truncation and
+        # padding settings are mutable state); model forward passes are.
+        self._tokenizer_lock = threading.Lock()
+        self.query_prefix = ""
+        self.passage_prefix = ""
+
+    @staticmethod
+    def item_length(item: Any) -> int:
+        """Cheap length proxy (characters) used to sort and group items before tokenising."""
+        if isinstance(item, tuple):
+            return sum(len(x) for x in item)
+        return len(item)
+
+    def run_batch(self, items: list[Any], threads: int = 1) -> list[Any]:
+        """Blocking: one result per item, in order. Called from a worker thread."""
+        import torch
+
+        _set_threads(threads)
+        order = sorted(range(len(items)), key=lambda i: self.item_length(items[i]))
+        ordered = [items[i] for i in order]
+        results: list[Any] = [None] * len(items)
+        with torch.inference_mode():
+            for sub in self._plan(ordered):
+                for i, result in zip(order[sub], self._run(ordered[sub]), strict=True):
+                    results[i] = result
+        return results
+
+    def _plan(self, ordered: list[Any]) -> list[slice]:
+        est = [min(self.info.max_seq_length, self.item_length(x) // 3 + 2) for x in ordered]
+        return plan_batches(est, max_batch_size=len(ordered) or 1, max_tokens=MAX_BATCH_TOKENS_DENSE)
+
+    def _run(self, items: list[Any]) -> list[Any]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Drop references to weights so memory can be reclaimed."""
+
+
+def _truncated_rows(lengths: Sequence[int], max_len: int, recount) -> list[bool]:
+    """Which rows were truncated. Only rows that reached the window can have been; those are
+    re-tokenised without truncation (``recount(indices) -> lengths``) to be sure."""
+    flags = [False] * len(lengths)
+    candidates = [i for i, n in enumerate(lengths) if n >= max_len]
+    if candidates:
+        for i, full in zip(candidates, recount(candidates), strict=True):
+            flags[i] = full > max_len
+    return flags
+
+
+class DenseModel(LoadedModel):
+    task = "text_embedding"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(path, device="cpu", local_files_only=True)
+        self.model.eval()
+        dims = self.model.get_embedding_dimension()
+        normalized = any(type(m).__name__ == "Normalize" for m in self.model)
+        explicit = getattr(self.model, "_similarity_fn_name", None)
+        if normalized or explicit in ("dot", "dot_product"):
+            similarity = "dot_product"
+        elif explicit in ("euclidean",):
+            similarity = "l2_norm"
+        else:
+            similarity = "cosine"
+        self.info = ModelInfo(int(dims) if dims else None, similarity, self._max_len(), normalized)
+        prompts = getattr(self.model, "prompts", None) or {}
+        self.query_prefix = prompts.get("query", "") or ""
+        self.passage_prefix = prompts.get("passage", prompts.get("document", "")) or ""
+
+    def _max_len(self) -> int:
+        value = self.model.max_seq_length
+        return int(value) if value and value < 100_000 else 512
+
+    def _run(self, texts: list[str]) -> list[tuple[np.ndarray, bool]]:
+        with self._tokenizer_lock:
+            features = self.model.preprocess(texts)
+        lengths = features["attention_mask"].sum(dim=1).tolist()
+        out = self.model(features)
+        vectors = out["sentence_embedding"].float().cpu().numpy().astype(np.float32, copy=False)
+        truncated = _truncated_rows(
+            lengths, self.info.max_seq_length, lambda idx: self._count([texts[i] for i in idx])
+        )
+        return [(vectors[i], truncated[i]) for i in range(len(texts))]
+
+    def _count(self, texts: list[str]) -> list[int]:
+        tokenizer = self.model.tokenizer
+        with self._tokenizer_lock:
+            enc = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
+        return [len(ids) for ids in enc["input_ids"]]
+
+    def close(self) -> None:
+        self.model = None  # type: ignore[assignment]
+
+
+class SparseModel(LoadedModel):
+    task = "sparse_embedding"
+
+    def __init__(self, path: str, *, max_tokens: int = MAX_SPARSE_TOKENS) -> None:
+        super().__init__(path)
+        from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model = AutoModelForMaskedLM.from_pretrained(path, local_files_only=True)
+        self.model.eval()
+        self.max_tokens = max_tokens
+        config = self.model.config
+        positions = int(getattr(config, "max_position_embeddings", 512) or 512)
+        if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+            positions -= int(getattr(config, "pad_token_id", 1) or 1) + 1
+        window = getattr(self.tokenizer, "model_max_length", None) or positions
+        self.info = ModelInfo(None, None, int(min(window, positions)), False)
+        vocab_size = int(config.vocab_size)
+        tokens = self.tokenizer.convert_ids_to_tokens(list(range(vocab_size)))
+        # Elasticsearch replaces "." in tokens: sparse_vector keys are field names.
+        self.vocab = [
+            (t if t is not None else f"[unused{i}]").replace(".", "__") for i, t in enumerate(tokens)
+        ]
+        self.vocab_size = vocab_size
+
+    def _plan(self, ordered: list[Any]) -> list[slice]:
+        # Sub-batches are planned on exact token counts in _run; here only the item count.
+        return [slice(0, len(ordered))]
+
+    def _run(self, texts: list[str]) -> list[tuple[dict[str, float], bool]]:
+        import torch
+
+        max_len = self.info.max_seq_length
+        with self._tokenizer_lock:
+            enc = self.tokenizer(
+                texts, add_special_tokens=True, truncation=True, max_length=max_len, verbose=False
+            )
+        lengths = [len(ids) for ids in enc["input_ids"]]
+        truncated = _truncated_rows(lengths, max_len, lambda idx: self._count([texts[i] for i in idx]))
+        # Rows arrive sorted by characters; order by tokens before grouping.
+        order = sorted(range(len(texts)), key=lambda i: lengths[i])
+        max_batch_tokens = max(max_len, MAX_SPARSE_LOGITS // max(1, self.vocab_size))
+        results: list[tuple[dict[str, float], bool]] = [({}, False)] * len(texts)
+        for sub in plan_batches(
+            [lengths[i] for i in order], max_batch_size=len(texts), max_tokens=max_batch_tokens
+        ):
+            rows = order[sub]
+            features = {k: [enc[k][i] for i in rows] for k in enc.keys()}
+            with self._tokenizer_lock:
+                batch = self.tokenizer.pad(features, padding=True, return_tensors="pt")
+            logits = self.model(**batch).logits  # (batch, tokens, vocab)
+            mask = batch["attention_mask"].unsqueeze(-1).to(logits.dtype)
+            torch.relu_(logits)
+            torch.log1p_(logits)
+            logits.mul_(mask)
+            weights = logits.amax(dim=1).float()  # (batch, vocab)
+            del logits
+            for row, vec in zip(rows, weights, strict=True):
+                results[row] = (self._tokens(vec), truncated[row])
+        return results
+
+    def _tokens(self, vec) -> dict[str, float]:
+        import torch
+
+        nonzero = int((vec > 0).sum())
+        if nonzero == 0:
+            return {}
+        k = min(nonzero, self.max_tokens)
+        values, ids = torch.topk(vec, k)  # sorted, largest first
+        out: dict[str, float] = {}
+        for v, i in zip(values.tolist(), ids.tolist(), strict=True):
+            if v <= 0:
+                break
+            key = self.vocab[i]
+            if key not in out:  # two ids can sanitise to the same key: keep the larger
+                out[key] = float(v)
+        return out
+
+    def _count(self, texts: list[str]) -> list[int]:
+        with self._tokenizer_lock:
+            enc = self.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
+        return [len(ids) for ids in enc["input_ids"]]
+
+    def close(self) -> None:
+        self.model = None  # type: ignore[assignment]
+
+
+class RerankModel(LoadedModel):
+    task = "rerank"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        import torch
+        from sentence_transformers import CrossEncoder
+
+        # Raw model output, as Elasticsearch's text_similarity inference returns it.
+        self.model = CrossEncoder(
+            path, device="cpu", local_files_only=True, activation_fn=torch.nn.Identity()
+        )
+        self.model.eval()
+        value = self.model.max_seq_length
+        max_len = int(value) if value and value < 100_000 else 512
+        self.info = ModelInfo(None, None, max_len, False)
+
+    def _run(self, pairs: list[tuple[str, str]]) -> list[tuple[float, bool]]:
+        with self._tokenizer_lock:
+            features = self.model.preprocess([list(p) for p in pairs])
+        lengths = features["attention_mask"].sum(dim=1).tolist()
+        scores = self.model(features)["scores"].float()
+        if scores.ndim > 1:
+            scores = scores[:, 0] if scores.shape[-1] == 1 else scores.max(dim=-1).values
+        values = [float(s) if math.isfinite(float(s)) else 0.0 for s in scores.tolist()]
+        truncated = _truncated_rows(
+            lengths, self.info.max_seq_length, lambda idx: self._count([pairs[i] for i in idx])
+        )
+        return [(values[i], truncated[i]) for i in range(len(pairs))]
+
+    def _count(self, pairs: list[tuple[str, str]]) -> list[int]:
+        tokenizer = self.model.tokenizer
+        with self._tokenizer_lock:
+            enc = tokenizer(
+                [p[0] for p in pairs],
+                [p[1] for p in pairs],
+                add_special_tokens=True,
+                truncation=False,
+                verbose=False,
+            )
+        return [len(ids) for ids in enc["input_ids"]]
+
+    def close(self) -> None:
+        self.model = None  # type: ignore[assignment]
+
+
+_CLASSES: dict[str, type[LoadedModel]] = {
+    "text_embedding": DenseModel,
+    "sparse_embedding": SparseModel,
+    "rerank": RerankModel,
+}
+
+
+def load_model(path: str, task: str) -> LoadedModel:
+    """Blocking: load the model at ``path`` for ``task``. Call from a worker thread."""
+    cls = _CLASSES.get(task)
+    if cls is None:
+        raise ValueError(f"unknown task [{task}]")
+    model = cls(path)
+    if config_says_e5(path) and not (model.query_prefix or model.passage_prefix):
+        model.query_prefix, model.passage_prefix = "query: ", "passage: "
+    # One tiny batch: a model that loads but cannot run fails here (at deploy time) rather
+    # than on the first request, and the first request does not pay for kernel set-up.
+    model.run_batch([("warm up", "warm up")] if task == "rerank" else ["warm up"])
+    return model
