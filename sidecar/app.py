@@ -7,7 +7,7 @@ import ssl
 
 from aiohttp import web
 
-from .api import health, inference, root
+from .api import health, inference, mappings, root, writes
 from .api.middleware import es_errors
 from .config import Config
 from .proxy import Upstream, proxy_handler
@@ -32,6 +32,8 @@ def build_app(config: Config) -> web.Application:
     app["upstream"] = Upstream(config.es_url, ssl=_ssl_context(config))
 
     inference.setup(app)
+    writes.setup(app)
+    mappings.setup(app)
 
     app.router.add_route("GET", "/", root.root_handler)
     app.router.add_route("HEAD", "/", root.root_handler)

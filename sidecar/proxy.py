@@ -127,6 +127,17 @@ def forwarded_request_headers(request: web.Request) -> CIMultiDict[str]:
     return headers
 
 
+def body_content_type(headers: Mapping[str, str], ndjson: bool = False) -> str:
+    """The Content-Type for a body the sidecar sends on a caller's behalf. Elasticsearch
+    requires it to agree with a ``compatible-with`` Accept header (as the official clients send)."""
+    accept = headers.get("Accept", "")
+    kind = "x-ndjson" if ndjson else "json"
+    if "compatible-with=" in accept:
+        version = accept.split("compatible-with=")[-1].split(";")[0].split(",")[0].strip()
+        return f"application/vnd.elasticsearch+{kind}; compatible-with={version}"
+    return f"application/{kind}"
+
+
 async def _body_stream(request: web.Request) -> AsyncIterator[bytes]:
     async for chunk in request.content.iter_chunked(CHUNK):
         yield chunk

@@ -1,0 +1,240 @@
+"""Write routes: ``_bulk`` and the single-document APIs, intercepted only when the target
+index has semantic_text fields or an ingest pipeline the sidecar runs; everything else is
+streamed straight through."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from aiohttp import web
+
+from ..errors import EsError
+from ..proxy import Upstream, body_content_type, forwarded_request_headers, proxy_handler
+from ..semantic.bulk import BulkItem, BulkProcessor, ndjson_lines, read_items
+from ..semantic.fill import EmbeddingCache, SemanticFiller
+from ..semantic.layout import INFERENCE_ROOT, inference_path
+from ..semantic.metadata import SemanticField, SemanticIndices
+from .filter_path import filter_response
+from .render import json_response
+
+_STRIP = ("Content-Length", "Content-Encoding", "Transfer-Encoding", "Accept-Encoding", "Content-Type")
+_ITEM_PARAMS = {"routing", "pipeline", "if_seq_no", "if_primary_term", "version", "version_type",
+                "require_alias", "retry_on_conflict", "_source"}
+_BULK_PARAMS = {"refresh", "timeout", "wait_for_active_shards", "require_alias", "pipeline", "routing",
+                "_source", "_source_includes", "_source_excludes", "list_executed_pipelines",
+                "require_data_stream", "error_trace", "pretty", "human"}
+
+
+def _semantic(app: web.Application) -> SemanticIndices:
+    return app["semantic_indices"]
+
+
+async def _pipeline_plan(request: web.Request, index: str, pipeline: str | None):
+    pipelines = request.app.get("pipelines")
+    if pipelines is None:
+        return None
+    return await pipelines.plan(index, pipeline, forwarded_request_headers(request))
+
+
+def _headers(request: web.Request):
+    headers = forwarded_request_headers(request)
+    for name in _STRIP:
+        headers.popall(name, None)
+    return headers
+
+
+def make_processor(request: web.Request, query: dict[str, str]) -> BulkProcessor:
+    app = request.app
+    upstream: Upstream = app["upstream"]
+    headers = _headers(request)
+    forward_query = {k: v for k, v in query.items() if k in _BULK_PARAMS and k != "pipeline"}
+    bulk_path = "/_bulk" + (f"?{urlencode(forward_query)}" if forward_query else "")
+
+    async def send(body: bytes) -> tuple[int, Any]:
+        h = headers.copy()
+        h["Content-Type"] = body_content_type(h, ndjson=True)
+        resp = await upstream.request("POST", bulk_path, headers=h, data=body)
+        try:
+            raw = await resp.read()
+        finally:
+            resp.release()
+        return resp.status, orjson.loads(raw) if raw else None
+
+    async def fetch(keys):
+        docs = []
+        for index, doc_id, routing in keys:
+            entry: dict[str, Any] = {"_index": index, "_id": doc_id}
+            if routing is not None:
+                entry["routing"] = routing
+            docs.append(entry)
+        h = headers.copy()
+        h["Content-Type"] = body_content_type(h)
+        resp = await upstream.request("POST", "/_mget", headers=h, data=orjson.dumps({"docs": docs}))
+        try:
+            raw = await resp.read()
+        finally:
+            resp.release()
+        if resp.status != 200:
+            return [None] * len(keys)
+        out = []
+        for doc in orjson.loads(raw).get("docs", []):
+            if doc.get("found"):
+                out.append((doc.get("_source") or {}, doc.get("_seq_no"), doc.get("_primary_term")))
+            else:
+                out.append(None)
+        return out
+
+    return BulkProcessor(
+        _semantic(app), app["semantic_filler"], send, fetch,
+        pipelines=app.get("pipelines"), caller_headers=forwarded_request_headers(request),
+        request_pipeline=query.get("pipeline"),
+    )
+
+
+async def bulk(request: web.Request) -> web.StreamResponse:
+    index = request.match_info.get("index")
+    needs = await _semantic(request.app).any_semantic()
+    if not needs and request.app.get("pipelines") is not None:
+        needs = await request.app["pipelines"].any_inference_pipelines()
+    if not needs:
+        return await proxy_handler(request)
+    query = dict(request.query)
+    processor = make_processor(request, query)
+    items = read_items(ndjson_lines(request.content.iter_chunked(256 * 1024)), index)
+    stats = await processor.run(items)
+    body: dict[str, Any] = {"errors": stats.errors, "took": stats.took_ms, "items": stats.items}
+    if "filter_path" in query:
+        body = filter_response(body, query["filter_path"])
+    return json_response(body, request=request)
+
+
+# -- single documents ---------------------------------------------------------------------------
+
+
+def _item_response(result: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    body = dict(next(iter(result.values())))
+    status = body.pop("status", 200)
+    error = body.get("error")
+    if error is not None:
+        cause = {k: v for k, v in error.items() if k != "caused_by"}
+        return status, {"error": {"root_cause": [cause], **error}, "status": status}
+    return status, body
+
+
+async def _single(request: web.Request, op: str, doc_id: str | None, source: Any) -> web.StreamResponse:
+    index = request.match_info["index"]
+    query = dict(request.query)
+    meta: dict[str, Any] = {"_index": index}
+    if doc_id is not None:
+        meta["_id"] = doc_id
+    for key in _ITEM_PARAMS:
+        if key in query and key != "_source":
+            value: Any = query[key]
+            if key in ("if_seq_no", "if_primary_term", "version", "retry_on_conflict"):
+                try:
+                    value = int(value)
+                except ValueError:
+                    raise EsError(400, "illegal_argument_exception",
+                                  f"Failed to parse int parameter [{key}] with value [{value}]") from None
+            meta[key] = value
+    item = BulkItem(op=op, meta=meta, action_line=orjson.dumps({op: meta}),
+                    source_line=orjson.dumps(source), index=index, source=source)
+    processor = make_processor(request, query)
+
+    async def one():
+        yield item
+
+    stats = await processor.run(one())
+    status, body = _item_response(stats.items[0])
+    return json_response(body, status=status, request=request)
+
+
+async def _needs_work(request: web.Request, index: str) -> bool:
+    if await _semantic(request.app).for_write(index) is not None:
+        return True
+    return await _pipeline_plan(request, index, request.query.get("pipeline")) is not None
+
+
+async def _read_source(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise EsError(400, "mapper_parsing_exception", f"failed to parse: {exc.msg}") from None
+
+
+async def index_doc(request: web.Request) -> web.StreamResponse:
+    index = request.match_info["index"]
+    if index.startswith("_") or not await _needs_work(request, index):
+        return await proxy_handler(request)
+    doc_id = request.match_info.get("id")
+    op = "create" if request.query.get("op_type") == "create" or "/_create/" in request.path else "index"
+    return await _single(request, op, doc_id, await _read_source(request))
+
+
+async def update_doc(request: web.Request) -> web.StreamResponse:
+    index = request.match_info["index"]
+    if index.startswith("_") or await _semantic(request.app).for_write(index) is None:
+        return await proxy_handler(request)
+    body = await _read_source(request)
+    return await _single(request, "update", request.match_info["id"], body)
+
+
+async def _startup(app: web.Application) -> None:
+    if "semantic_indices" not in app:
+        app["semantic_indices"] = SemanticIndices(app["es"], ttl_s=app["config"].registry_ttl_s)
+    manager = app["inference"]
+
+    async def resolve(inference_id: str):
+        return await manager.store.get(inference_id)
+
+    async def record_settings(index: str, fld: SemanticField, settings: dict[str, Any]) -> None:
+        """A field mapped before its endpoint existed gets its embeddings mapping on first use."""
+        from ..semantic.layout import META_KEY, inference_mapping
+
+        es = app["es"]
+        current = await es.indices.get_mapping(index=index)
+        meta = (next(iter(current.body.values()))["mappings"].get("_meta") or {})
+        sidecar_meta = dict(meta.get(META_KEY) or {})
+        defs = dict(sidecar_meta.get("semantic_text") or {})
+        definition = dict(defs.get(fld.name) or fld.definition)
+        definition["model_settings"] = settings
+        defs[fld.name] = definition
+        sidecar_meta["semantic_text"] = defs
+        properties: dict[str, Any] = {}
+        node = properties
+        parts = inference_path(fld.name).split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {}).setdefault("properties", {})
+        node[parts[-1]] = inference_mapping(settings, definition.get("index_options"))
+        await es.indices.put_mapping(index=index, properties=properties, meta={**meta, META_KEY: sidecar_meta})
+        app["semantic_indices"].invalidate()
+
+    app["semantic_filler"] = SemanticFiller(resolve, app["services"], record_settings=record_settings,
+                                            cache=EmbeddingCache())
+
+    async def find_indexes(inference_id: str) -> tuple[list[str], list[str]]:
+        semantics = await app["semantic_indices"].resolve("*")
+        indexes = [name for name, sem in semantics.items()
+                   if any(inference_id in (f.inference_id, f.search_inference_id) for f in sem.fields.values())]
+        return [], indexes
+
+    manager.reference_finders.append(find_indexes)
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    index = "{index:[^_/][^/]*}"
+    for method in ("POST", "PUT"):
+        r.add_route(method, "/_bulk", bulk)
+        r.add_route(method, f"/{index}/_bulk", bulk)
+        r.add_route(method, f"/{index}/_doc/{{id}}", index_doc)
+        r.add_route(method, f"/{index}/_create/{{id}}", index_doc)
+    r.add_route("POST", f"/{index}/_doc", index_doc)
+    r.add_route("POST", f"/{index}/_update/{{id}}", update_doc)
+    app.on_startup.append(_startup)
+
+
+__all__ = ["setup", "INFERENCE_ROOT"]

@@ -1,0 +1,244 @@
+"""Translating ``semantic_text`` mappings to and from real Elasticsearch mappings.
+
+:func:`to_elasticsearch` turns the mappings a user sends (index creation, ``_mapping``,
+index and component templates) into mappings every node understands, following the layout
+in :mod:`sidecar.semantic.layout`; :func:`to_user` turns what Elasticsearch returns back
+into what the user defined (``semantic_text`` fields with their ``model_settings``, no
+internal fields, the user's own ``_meta`` only).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..errors import EsError
+from .layout import INFERENCE_ROOT, META_KEY, inference_mapping, value_mapping
+
+DEFAULT_INFERENCE_ID = ".elser-2-elasticsearch"
+_PARAMS = {"type", "inference_id", "search_inference_id", "model_settings", "chunking_settings",
+           "index_options", "meta"}
+
+# Looks up an endpoint's public configuration (None if it does not exist).
+EndpointLookup = Callable[[str], Awaitable[dict[str, Any] | None]]
+
+
+def mapper_error(reason: str) -> EsError:
+    err = EsError(400, "mapper_parsing_exception", f"Failed to parse mapping: {reason}")
+    err.extra["caused_by"] = {"type": "mapper_parsing_exception", "reason": reason}
+    return err
+
+
+def has_semantic_text(mappings: Any) -> bool:
+    """Cheap check used to decide whether a mapping request needs translating."""
+    if isinstance(mappings, dict):
+        if mappings.get("type") == "semantic_text":
+            return True
+        return any(has_semantic_text(v) for v in mappings.values())
+    if isinstance(mappings, list):
+        return any(has_semantic_text(v) for v in mappings)
+    return False
+
+
+def _walk_properties(properties: dict[str, Any], prefix: str, in_nested: bool,
+                     found: dict[str, dict[str, Any]], copy_to: dict[str, list[str]]) -> dict[str, Any]:
+    """Copy ``properties`` replacing semantic_text fields; collect them in ``found``."""
+    out: dict[str, Any] = {}
+    for name, definition in properties.items():
+        path = f"{prefix}{name}"
+        if not isinstance(definition, dict):
+            out[name] = definition
+            continue
+        if definition.get("type") == "semantic_text":
+            if in_nested:
+                raise mapper_error(f"Field [{path}] of type [semantic_text] can't be used in a nested object")
+            unknown = sorted(set(definition) - _PARAMS)
+            if unknown:
+                raise mapper_error(f"unknown parameter [{unknown[0]}] on mapper [{path}] of type [semantic_text]")
+            for key in ("inference_id", "search_inference_id"):
+                if key in definition and (not isinstance(definition[key], str) or not definition[key]):
+                    raise mapper_error(f"[{key}] on mapper [{path}] of type [semantic_text] must not be empty")
+            user = {k: v for k, v in definition.items()}
+            user.setdefault("inference_id", DEFAULT_INFERENCE_ID)
+            if user.get("chunking_settings") is not None:
+                from ..chunking import parse_chunking_settings
+
+                parsed = parse_chunking_settings(user["chunking_settings"])
+                user["chunking_settings"] = parsed.to_dict() if parsed else None
+            found[path] = user
+            out[name] = value_mapping()
+            continue
+        new_def = dict(definition)
+        targets = definition.get("copy_to")
+        if targets is not None:
+            new_def["copy_to"] = targets  # resolved after all semantic fields are known
+            copy_to[path] = [targets] if isinstance(targets, str) else list(targets)
+        if isinstance(definition.get("properties"), dict):
+            nested = in_nested or definition.get("type") == "nested"
+            new_def["properties"] = _walk_properties(definition["properties"], f"{path}.", nested, found, copy_to)
+        if isinstance(definition.get("fields"), dict):
+            for sub, sub_def in definition["fields"].items():
+                if isinstance(sub_def, dict) and sub_def.get("type") == "semantic_text":
+                    raise mapper_error(f"Field [{path}.{sub}] of type [semantic_text] can't be a multi-field")
+        out[name] = new_def
+    return out
+
+
+def _strip_copy_to(properties: dict[str, Any], prefix: str, semantic: set[str]) -> None:
+    for name, definition in properties.items():
+        if not isinstance(definition, dict):
+            continue
+        path = f"{prefix}{name}"
+        targets = definition.get("copy_to")
+        if targets is not None:
+            as_list = [targets] if isinstance(targets, str) else list(targets)
+            kept = [t for t in as_list if t not in semantic]
+            if not kept:
+                definition.pop("copy_to")
+            elif len(kept) != len(as_list):
+                definition["copy_to"] = kept
+        if isinstance(definition.get("properties"), dict):
+            _strip_copy_to(definition["properties"], f"{path}.", semantic)
+
+
+def _all_fields(properties: Any):
+    if not isinstance(properties, dict):
+        return
+    for definition in properties.values():
+        if isinstance(definition, dict):
+            yield definition
+            yield from _all_fields(definition.get("properties"))
+
+
+def _set_path(properties: dict[str, Any], dotted: str, mapping: dict[str, Any]) -> None:
+    parts = dotted.split(".")
+    node = properties
+    for part in parts[:-1]:
+        node = node.setdefault(part, {}).setdefault("properties", {})
+    node[parts[-1]] = mapping
+
+
+async def to_elasticsearch(
+    mappings: dict[str, Any],
+    lookup: EndpointLookup,
+    existing_meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Translate a user's mappings object. ``existing_meta`` is the index's current ``_meta``
+    (for ``_mapping`` updates, which replace ``_meta`` as a whole in Elasticsearch)."""
+    if not isinstance(mappings, dict):
+        return mappings
+    if not has_semantic_text(mappings) and not ((existing_meta or {}).get(META_KEY)) and not any(
+        isinstance(d, dict) and d.get("copy_to") for d in _all_fields(mappings.get("properties"))
+    ):
+        return mappings
+    result = copy.deepcopy(mappings)
+    found: dict[str, dict[str, Any]] = {}
+    copy_to: dict[str, list[str]] = {}
+    if isinstance(result.get("properties"), dict):
+        result["properties"] = _walk_properties(result["properties"], "", False, found, copy_to)
+    old_sidecar = ((existing_meta or {}).get(META_KEY) or {})
+    semantic_defs: dict[str, Any] = dict(old_sidecar.get("semantic_text") or {})
+    for path, user in found.items():
+        previous = semantic_defs.get(path)
+        if previous and previous.get("inference_id") != user["inference_id"] and previous.get("model_settings"):
+            raise EsError(
+                400, "illegal_argument_exception",
+                f"Cannot update parameter [inference_id] from [{previous['inference_id']}] to "
+                f"[{user['inference_id']}]",
+            )
+        model_settings = user.get("model_settings") or (previous or {}).get("model_settings")
+        endpoint = await lookup(user["inference_id"])
+        if endpoint is not None:
+            from .layout import model_settings_for
+
+            resolved = model_settings_for(endpoint)
+            if resolved["task_type"] not in ("text_embedding", "sparse_embedding"):
+                raise EsError(
+                    400, "illegal_argument_exception",
+                    f"Field [{path}] cannot use inference endpoint [{user['inference_id']}] with task type "
+                    f"[{resolved['task_type']}]: semantic_text supports [text_embedding, sparse_embedding]",
+                )
+            if model_settings and model_settings != resolved:
+                raise EsError(400, "illegal_argument_exception",
+                              f"Incompatible model settings for field [{path}]. Check that the "
+                              f"[{user['inference_id']}] inference endpoint is still the one the field was "
+                              "created with.")
+            model_settings = resolved
+        if model_settings:
+            user["model_settings"] = model_settings
+        semantic_defs[path] = user
+        _set_path(result.setdefault("properties", {}), f"{INFERENCE_ROOT}.{path}",
+                  inference_mapping(model_settings, user.get("index_options")))
+    semantic_paths = set(semantic_defs)
+    copy_map: dict[str, list[str]] = dict(old_sidecar.get("copy_to") or {})
+    for source, targets in copy_to.items():
+        into = [t for t in targets if t in semantic_paths]
+        if into:
+            copy_map[source] = sorted(set(copy_map.get(source, [])) | set(into))
+    if isinstance(result.get("properties"), dict):
+        _strip_copy_to(result["properties"], "", semantic_paths)
+    if semantic_defs or copy_map:
+        user_meta = dict(result.get("_meta") or {k: v for k, v in (existing_meta or {}).items() if k != META_KEY})
+        user_meta[META_KEY] = {"semantic_text": semantic_defs, "copy_to": copy_map}
+        result["_meta"] = user_meta
+    return result
+
+
+def _remove_path(properties: dict[str, Any], dotted: str) -> None:
+    parts = dotted.split(".")
+    node = properties
+    for part in parts[:-1]:
+        node = (node.get(part) or {}).get("properties")
+        if node is None:
+            return
+    node.pop(parts[-1], None)
+
+
+def to_user(mappings: dict[str, Any]) -> dict[str, Any]:
+    """Elasticsearch's mappings of an index → the user's view (semantic_text restored)."""
+    if not isinstance(mappings, dict):
+        return mappings
+    meta = mappings.get("_meta") or {}
+    sidecar_meta = meta.get(META_KEY)
+    if not sidecar_meta:
+        return mappings
+    result = copy.deepcopy(mappings)
+    props = result.get("properties") or {}
+    props.pop(INFERENCE_ROOT, None)
+    for path, definition in (sidecar_meta.get("semantic_text") or {}).items():
+        shown = {"type": "semantic_text", **{k: v for k, v in definition.items() if k != "type"}}
+        _set_path(props, path, shown)
+    for source, targets in (sidecar_meta.get("copy_to") or {}).items():
+        parts = source.split(".")
+        node = props
+        for part in parts[:-1]:
+            node = (node.get(part) or {}).get("properties") or {}
+        field = node.get(parts[-1])
+        if isinstance(field, dict):
+            current = field.get("copy_to")
+            as_list = [] if current is None else ([current] if isinstance(current, str) else list(current))
+            merged = as_list + [t for t in targets if t not in as_list]
+            field["copy_to"] = merged[0] if len(merged) == 1 else merged
+    user_meta = {k: v for k, v in meta.items() if k != META_KEY}
+    if user_meta:
+        result["_meta"] = user_meta
+    else:
+        result.pop("_meta", None)
+    return result
+
+
+def rewrite_mapping_response(body: Any) -> Any:
+    """Apply :func:`to_user` to every ``mappings`` object in a GET response body
+    (``GET /idx``, ``GET /idx/_mapping``, templates)."""
+    if isinstance(body, dict):
+        out = {}
+        for key, value in body.items():
+            if key == "mappings" and isinstance(value, dict):
+                out[key] = to_user(value)
+            else:
+                out[key] = rewrite_mapping_response(value)
+        return out
+    if isinstance(body, list):
+        return [rewrite_mapping_response(v) for v in body]
+    return body

@@ -1,0 +1,147 @@
+"""Which indices have semantic_text fields, read from their mapping ``_meta`` (see
+:mod:`sidecar.semantic.layout`) and cached briefly.
+
+``SemanticIndices.resolve("my-index,logs-*")`` answers, per concrete index, the semantic
+fields with their definitions. Requests against indices without semantic fields then go
+straight through the proxy at the cost of one cached lookup.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError
+from elasticsearch import ConnectionError as EsConnectionError
+
+from ..errors import unavailable
+from .layout import META_KEY
+
+
+@dataclass
+class SemanticField:
+    name: str
+    inference_id: str
+    search_inference_id: str | None = None
+    model_settings: dict[str, Any] | None = None
+    chunking_settings: dict[str, Any] | None = None
+    definition: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def query_inference_id(self) -> str:
+        return self.search_inference_id or self.inference_id
+
+
+@dataclass
+class IndexSemantics:
+    index: str
+    fields: dict[str, SemanticField]
+    # copy_to into semantic fields: source field -> semantic fields it feeds
+    copy_to: dict[str, list[str]]
+    default_pipeline: str | None = None
+    final_pipeline: str | None = None
+
+
+def parse_meta(index: str, meta: dict[str, Any] | None) -> IndexSemantics:
+    sidecar_meta = (meta or {}).get(META_KEY) or {}
+    fields = {}
+    for name, definition in (sidecar_meta.get("semantic_text") or {}).items():
+        fields[name] = SemanticField(
+            name=name,
+            inference_id=definition.get("inference_id"),
+            search_inference_id=definition.get("search_inference_id"),
+            model_settings=definition.get("model_settings"),
+            chunking_settings=definition.get("chunking_settings"),
+            definition=definition,
+        )
+    return IndexSemantics(index=index, fields=fields, copy_to=dict(sidecar_meta.get("copy_to") or {}))
+
+
+class SemanticIndices:
+    def __init__(self, es: AsyncElasticsearch, ttl_s: float = 1.0) -> None:
+        self.es = es
+        self.ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, dict[str, IndexSemantics]]] = {}
+        self._write_cache: dict[str, tuple[float, IndexSemantics | None]] = {}
+        self._any: tuple[float, bool] | None = None
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+        self._write_cache.clear()
+        self._any = None
+
+    async def any_semantic(self) -> bool:
+        """Whether any index or index template has semantic fields (cached): when none has,
+        writes go straight through without being parsed."""
+        now = time.monotonic()
+        if self._any is not None and now - self._any[0] < self.ttl_s:
+            return self._any[1]
+        found = bool(await self.resolve("*,-.*"))
+        if not found:
+            try:
+                templates = await self.es.indices.get_index_template(
+                    filter_path=f"index_templates.index_template.template.mappings._meta.{META_KEY}"
+                )
+                found = bool(templates.body if hasattr(templates, "body") else templates)
+            except (ApiError, NotFoundError):
+                found = False
+            except EsConnectionError as exc:
+                raise unavailable(f"Elasticsearch is unavailable: {exc}") from exc
+        self._any = (now, found)
+        return found
+
+    async def for_write(self, name: str) -> IndexSemantics | None:
+        """Semantic fields of the index a write to ``name`` lands in: the index itself, the
+        write index of an alias, or — for an index that does not exist yet — what the
+        matching index template would give it."""
+        now = time.monotonic()
+        hit = self._write_cache.get(name)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        found = await self.resolve(name)
+        result: IndexSemantics | None = next(iter(found.values()), None) if found else None
+        if result is None:
+            try:
+                exists = await self.es.indices.exists(index=name, expand_wildcards="all")
+                if not exists:
+                    simulated = await self.es.indices.simulate_index_template(name=name)
+                    body = simulated.body if hasattr(simulated, "body") else simulated
+                    meta = ((body.get("template") or {}).get("mappings") or {}).get("_meta")
+                    semantics = parse_meta(name, meta)
+                    result = semantics if (semantics.fields or semantics.copy_to) else None
+            except NotFoundError:
+                result = None
+            except ApiError:
+                result = None
+            except EsConnectionError as exc:
+                raise unavailable(f"Elasticsearch is unavailable: {exc}") from exc
+        self._write_cache[name] = (now, result)
+        return result
+
+    async def resolve(self, expression: str) -> dict[str, IndexSemantics]:
+        """Concrete indices matched by ``expression`` (an index, alias, pattern or list) that
+        have semantic_text fields. Unknown names resolve to nothing (Elasticsearch reports
+        them when the request is forwarded)."""
+        now = time.monotonic()
+        hit = self._cache.get(expression)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        try:
+            resp = await self.es.indices.get_mapping(
+                index=expression, ignore_unavailable=True, allow_no_indices=True,
+                filter_path="*.mappings._meta",
+            )
+        except NotFoundError:
+            resp = {}
+        except EsConnectionError as exc:
+            raise unavailable(f"Elasticsearch is unavailable: {exc}") from exc
+        except ApiError:
+            resp = {}
+        result: dict[str, IndexSemantics] = {}
+        for index, body in (resp.body if hasattr(resp, "body") else resp).items():
+            semantics = parse_meta(index, (body.get("mappings") or {}).get("_meta"))
+            if semantics.fields or semantics.copy_to:
+                result[index] = semantics
+        self._cache[expression] = (now, result)
+        return result
