@@ -14,6 +14,10 @@ from .config import from_args
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "reindex":
+        from .cli_reindex import main as reindex_main
+
+        return reindex_main(argv[1:])
     config = from_args(argv)
     logs.setup(config.log_level)
     log = logging.getLogger("sidecar")

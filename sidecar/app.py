@@ -7,7 +7,7 @@ import ssl
 
 from aiohttp import web
 
-from .api import health, inference, mappings, root, writes
+from .api import health, inference, mappings, reindex, root, writes
 from .api.middleware import es_errors
 from .config import Config
 from .proxy import Upstream, proxy_handler
@@ -34,6 +34,7 @@ def build_app(config: Config) -> web.Application:
     inference.setup(app)
     writes.setup(app)
     mappings.setup(app)
+    reindex.setup(app)
 
     app.router.add_route("GET", "/", root.root_handler)
     app.router.add_route("HEAD", "/", root.root_handler)

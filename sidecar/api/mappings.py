@@ -9,12 +9,11 @@ import orjson
 from aiohttp import web
 
 from ..errors import EsError
-from ..proxy import Upstream, body_content_type, forwarded_request_headers, proxy_handler
+from ..proxy import proxy_handler
 from ..semantic import mappings as sem
 from ..semantic.layout import META_KEY
+from .calls import CallerClient
 from .render import json_response
-
-_NO_BODY_HEADERS = ("Content-Length", "Content-Encoding", "Transfer-Encoding", "Accept-Encoding")
 
 
 async def _lookup_endpoint(app: web.Application, inference_id: str) -> dict[str, Any] | None:
@@ -26,25 +25,7 @@ async def forward_json(
     request: web.Request, method: str, path: str, body: Any = None
 ) -> tuple[int, dict[str, str], Any]:
     """Send a request upstream with the caller's headers and return the parsed JSON answer."""
-    upstream: Upstream = request.app["upstream"]
-    headers = forwarded_request_headers(request)
-    for name in _NO_BODY_HEADERS:
-        headers.popall(name, None)
-    data = None
-    if body is not None:
-        data = orjson.dumps(body)
-        headers["Content-Type"] = body_content_type(headers)
-    resp = await upstream.request(method, path, headers=headers, data=data)
-    try:
-        raw = await resp.read()
-    finally:
-        resp.release()
-    passed = {k: v for k, v in resp.headers.items() if k.lower() in ("x-opaque-id", "warning", "x-elastic-product")}
-    try:
-        parsed = orjson.loads(raw) if raw else None
-    except orjson.JSONDecodeError:
-        parsed = raw.decode(errors="replace")
-    return resp.status, passed, parsed
+    return await CallerClient.for_request(request).call(method, path, body)
 
 
 def _reply(request: web.Request, status: int, headers: dict[str, str], body: Any) -> web.Response:

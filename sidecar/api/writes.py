@@ -11,15 +11,15 @@ import orjson
 from aiohttp import web
 
 from ..errors import EsError
-from ..proxy import Upstream, body_content_type, forwarded_request_headers, proxy_handler
+from ..proxy import forwarded_request_headers, proxy_handler
 from ..semantic.bulk import BulkItem, BulkProcessor, ndjson_lines, read_items
 from ..semantic.fill import EmbeddingCache, SemanticFiller
 from ..semantic.layout import INFERENCE_ROOT, inference_path
 from ..semantic.metadata import SemanticField, SemanticIndices
+from .calls import CallerClient
 from .filter_path import filter_response
 from .render import json_response
 
-_STRIP = ("Content-Length", "Content-Encoding", "Transfer-Encoding", "Accept-Encoding", "Content-Type")
 _ITEM_PARAMS = {"routing", "pipeline", "if_seq_no", "if_primary_term", "version", "version_type",
                 "require_alias", "retry_on_conflict", "_source"}
 _BULK_PARAMS = {"refresh", "timeout", "wait_for_active_shards", "require_alias", "pipeline", "routing",
@@ -38,29 +38,14 @@ async def _pipeline_plan(request: web.Request, index: str, pipeline: str | None)
     return await pipelines.plan(index, pipeline, forwarded_request_headers(request))
 
 
-def _headers(request: web.Request):
-    headers = forwarded_request_headers(request)
-    for name in _STRIP:
-        headers.popall(name, None)
-    return headers
-
-
-def make_processor(request: web.Request, query: dict[str, str]) -> BulkProcessor:
-    app = request.app
-    upstream: Upstream = app["upstream"]
-    headers = _headers(request)
+def make_processor(app: web.Application, client: CallerClient, query: dict[str, str]) -> BulkProcessor:
+    """A bulk processor acting with one caller's credentials."""
     forward_query = {k: v for k, v in query.items() if k in _BULK_PARAMS and k != "pipeline"}
     bulk_path = "/_bulk" + (f"?{urlencode(forward_query)}" if forward_query else "")
 
     async def send(body: bytes) -> tuple[int, Any]:
-        h = headers.copy()
-        h["Content-Type"] = body_content_type(h, ndjson=True)
-        resp = await upstream.request("POST", bulk_path, headers=h, data=body)
-        try:
-            raw = await resp.read()
-        finally:
-            resp.release()
-        return resp.status, orjson.loads(raw) if raw else None
+        status, _, answer = await client.call("POST", bulk_path, ndjson=body)
+        return status, answer
 
     async def fetch(keys):
         docs = []
@@ -69,26 +54,15 @@ def make_processor(request: web.Request, query: dict[str, str]) -> BulkProcessor
             if routing is not None:
                 entry["routing"] = routing
             docs.append(entry)
-        h = headers.copy()
-        h["Content-Type"] = body_content_type(h)
-        resp = await upstream.request("POST", "/_mget", headers=h, data=orjson.dumps({"docs": docs}))
-        try:
-            raw = await resp.read()
-        finally:
-            resp.release()
-        if resp.status != 200:
+        status, _, answer = await client.call("POST", "/_mget", {"docs": docs})
+        if status != 200 or not isinstance(answer, dict):
             return [None] * len(keys)
-        out = []
-        for doc in orjson.loads(raw).get("docs", []):
-            if doc.get("found"):
-                out.append((doc.get("_source") or {}, doc.get("_seq_no"), doc.get("_primary_term")))
-            else:
-                out.append(None)
-        return out
+        return [(d.get("_source") or {}, d.get("_seq_no"), d.get("_primary_term")) if d.get("found") else None
+                for d in answer.get("docs", [])]
 
     return BulkProcessor(
-        _semantic(app), app["semantic_filler"], send, fetch,
-        pipelines=app.get("pipelines"), caller_headers=forwarded_request_headers(request),
+        app["semantic_indices"], app["semantic_filler"], send, fetch,
+        pipelines=app.get("pipelines"), caller_headers=client.headers,
         request_pipeline=query.get("pipeline"),
     )
 
@@ -101,13 +75,23 @@ async def bulk(request: web.Request) -> web.StreamResponse:
     if not needs:
         return await proxy_handler(request)
     query = dict(request.query)
-    processor = make_processor(request, query)
+    processor = make_processor(request.app, CallerClient.for_request(request), query)
     items = read_items(ndjson_lines(request.content.iter_chunked(256 * 1024)), index)
     stats = await processor.run(items)
     body: dict[str, Any] = {"errors": stats.errors, "took": stats.took_ms, "items": stats.items}
     if "filter_path" in query:
         body = filter_response(body, query["filter_path"])
-    return json_response(body, request=request)
+    return json_response(body, request=request, headers=truncation_warning(stats.truncated))
+
+
+def truncation_warning(count: int) -> dict[str, str]:
+    """Truncation is never silent: it is reported as an Elasticsearch-style ``Warning``
+    header (clients surface these as warnings)."""
+    if not count:
+        return {}
+    return {"Warning": f'299 es-inference-sidecar "{count} document(s) had text longer than the input '
+                       'window of their inference endpoint\'s model; that text was truncated before '
+                       'embedding. Use smaller chunking_settings.max_chunk_size to embed all of it."'}
 
 
 # -- single documents ---------------------------------------------------------------------------
@@ -141,14 +125,14 @@ async def _single(request: web.Request, op: str, doc_id: str | None, source: Any
             meta[key] = value
     item = BulkItem(op=op, meta=meta, action_line=orjson.dumps({op: meta}),
                     source_line=orjson.dumps(source), index=index, source=source)
-    processor = make_processor(request, query)
+    processor = make_processor(request.app, CallerClient.for_request(request), query)
 
     async def one():
         yield item
 
     stats = await processor.run(one())
     status, body = _item_response(stats.items[0])
-    return json_response(body, status=status, request=request)
+    return json_response(body, status=status, request=request, headers=truncation_warning(stats.truncated))
 
 
 async def _needs_work(request: web.Request, index: str) -> bool:

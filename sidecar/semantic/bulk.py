@@ -43,6 +43,9 @@ class BulkItem:
     result: dict[str, Any] | None = None
     # Rewritten lines to forward (None: forward the original lines).
     forward: tuple[bytes, bytes | None] | None = None
+    # A stored version of this document whose embeddings may be reused (e.g. the source
+    # document of a reindex); when absent, the destination's current version is looked up.
+    previous: dict[str, Any] | None = None
 
 
 # Sends an NDJSON bulk body to Elasticsearch; returns (status, parsed response).
@@ -139,6 +142,8 @@ class BulkStats:
     took_ms: int = 0
     ingest_took_ms: int = 0
     errors: bool = False
+    # Documents with at least one chunk longer than the model's input window.
+    truncated: int = 0
     items: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -155,6 +160,7 @@ class BulkProcessor:
         self.request_pipeline = request_pipeline
         # Steps that complete partial-update bodies once their inference is computed.
         self._finishers: list[Callable[[], None]] = []
+        self.truncated = 0
 
     async def run(self, items: AsyncIterator[BulkItem]) -> BulkStats:
         """Process all items window by window, keeping one Elasticsearch bulk in flight while
@@ -186,6 +192,7 @@ class BulkProcessor:
             if in_flight is not None and not in_flight.done():
                 in_flight.cancel()
         stats.took_ms = int((time.monotonic() - started) * 1000)
+        stats.truncated = self.truncated
         return stats
 
     @staticmethod
@@ -225,7 +232,7 @@ class BulkProcessor:
             if item.op == "update":
                 updates.append((item, sem, item.source))
                 continue
-            fills.append(FillItem(semantics=sem, source=item.source))
+            fills.append(FillItem(semantics=sem, source=item.source, previous=item.previous))
             owners.append(item)
         await self._reuse_stored(owners, fills)
         await self._prepare_updates(updates, fills, owners)
@@ -235,6 +242,8 @@ class BulkProcessor:
         for finish in finishers:
             finish()
         for item, fill in zip(owners, fills, strict=True):
+            if fill.truncated:
+                self.truncated += 1
             if fill.error is not None:
                 item.result = error_item(item, fill.error)
             elif item.op == "update":
@@ -250,7 +259,8 @@ class BulkProcessor:
         """Documents re-sent with an existing id reuse the embeddings already stored for
         their unchanged chunks (a re-sent bulk costs no inference)."""
         wanted = [(i, (item.index, item.meta["_id"], item.meta.get("routing")))
-                  for i, item in enumerate(owners) if item.meta.get("_id") is not None]
+                  for i, item in enumerate(owners)
+                  if item.meta.get("_id") is not None and item.previous is None]
         if not wanted:
             return
         found = await self.fetch([key for _, key in wanted])

@@ -1,0 +1,97 @@
+"""``POST /_reindex`` into destinations that need the sidecar, and ``GET /_tasks/{id}`` for
+the tasks the sidecar runs. Other reindexes and tasks pass through to Elasticsearch."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from ..endpoints.timevalue import parse_time_value
+from ..proxy import proxy_handler
+from ..semantic.reindex import Reindexer, ReindexSpec
+from ..tasks import Tasks
+from .calls import CallerClient
+from .render import json_response
+from .writes import make_processor
+
+ACTION = "indices:data/write/reindex"
+
+
+async def _needs_sidecar(app: web.Application, spec: ReindexSpec, client: CallerClient) -> bool:
+    if await app["semantic_indices"].for_write(spec.dest_index) is not None:
+        return True
+    pipelines = app.get("pipelines")
+    if pipelines is not None:
+        return await pipelines.plan(spec.dest_index, spec.pipeline, client.headers) is not None
+    return False
+
+
+async def reindex(request: web.Request) -> web.StreamResponse:
+    raw = await request.read()
+    try:
+        body = orjson.loads(raw) if raw.strip() else None
+    except orjson.JSONDecodeError:
+        body = None
+    client = CallerClient.for_request(request)
+    spec = None
+    if isinstance(body, dict) and isinstance(body.get("dest"), dict) and body["dest"].get("index"):
+        probe = ReindexSpec(source_index="", dest_index=body["dest"]["index"], pipeline=body["dest"].get("pipeline"))
+        if await _needs_sidecar(request.app, probe, client):
+            spec = ReindexSpec.parse(body, request.query.get("max_docs"))
+    if spec is None:
+        status, headers, answer = await client.call("POST", request.raw_path, body)
+        return json_response(answer, status=status, request=request, headers=headers)
+
+    query = {k: v for k, v in request.query.items() if k in ("refresh", "timeout", "wait_for_active_shards")}
+    processor = make_processor(request.app, client, query)
+    reindexer = Reindexer(spec, client.call, processor)
+    tasks: Tasks = request.app["tasks"]
+
+    async def work(task):
+        task.status = reindexer.status
+        return await reindexer.run()
+
+    task = tasks.start(ACTION, spec.description(), reindexer.status, work)
+    if request.query.get("wait_for_completion", "true") == "false":
+        return json_response({"task": task.id}, request=request)
+    result = await tasks.get(task.id, wait=True, timeout_s=None)
+    if "error" in result and "response" not in result:
+        error = result["error"]
+        return json_response({"error": {"root_cause": [error], **error}, "status": 500}, status=500, request=request)
+    return json_response(result["response"], request=request)
+
+
+async def get_task(request: web.Request) -> web.StreamResponse:
+    task_id = request.match_info["task_id"]
+    tasks: Tasks = request.app["tasks"]
+    if not tasks.owns(task_id):
+        return await proxy_handler(request)
+    wait = request.query.get("wait_for_completion") == "true"
+    timeout = parse_time_value(request.query.get("timeout"), "timeout", 30.0)
+    return json_response(await tasks.get(task_id, wait=wait, timeout_s=timeout), request=request)
+
+
+async def cancel_task(request: web.Request) -> web.StreamResponse:
+    task_id = request.match_info["task_id"]
+    tasks: Tasks = request.app["tasks"]
+    if not tasks.owns(task_id):
+        return await proxy_handler(request)
+    await tasks.cancel(task_id)
+    info = await tasks.get(task_id)
+    return json_response({"nodes": {info["task"]["node"]: {"tasks": {task_id: info["task"]}}}}, request=request)
+
+
+async def _startup(app: web.Application) -> None:
+    app["tasks"] = Tasks(app["es"])
+
+
+async def _cleanup(app: web.Application) -> None:
+    await app["tasks"].close()
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_route("POST", "/_reindex", reindex)
+    app.router.add_route("GET", "/_tasks/{task_id}", get_task)
+    app.router.add_route("POST", "/_tasks/{task_id}/_cancel", cancel_task)
+    app.on_startup.append(_startup)
+    app.on_cleanup.append(_cleanup)
