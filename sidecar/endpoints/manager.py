@@ -167,7 +167,9 @@ class InferenceEndpoints:
             )
         settings["dimensions"] = dims
         settings.setdefault("similarity", similarity or "cosine")
-        settings.setdefault("element_type", "float")
+        embedding_type = str(settings.get("embedding_type", "float")).lower()
+        settings.setdefault("element_type", {"byte": "byte", "int8": "byte", "bit": "bit", "binary": "bit"}.get(
+            embedding_type, "float"))
 
     async def _stop_quietly(self, service: Service, endpoint: Endpoint) -> None:
         try:

@@ -49,6 +49,10 @@ class InputType(StrEnum):
     CLUSTERING = "clustering"
 
 
+# Settings Elasticsearch stores with an endpoint but never shows.
+INTERNAL_SERVICE_KEYS = frozenset({"dimensions_set_by_user"})
+
+
 @dataclass
 class Endpoint:
     """A parsed, validated inference endpoint (what the registry stores, secrets decrypted)."""
@@ -69,7 +73,7 @@ class Endpoint:
             "inference_id": self.inference_id,
             "task_type": self.task_type.value,
             "service": self.service,
-            "service_settings": self.service_settings,
+            "service_settings": {k: v for k, v in self.service_settings.items() if k not in INTERNAL_SERVICE_KEYS},
         }
         if self.task_settings:
             body["task_settings"] = self.task_settings

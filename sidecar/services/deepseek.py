@@ -1,0 +1,34 @@
+"""DeepSeek: ``completion`` and ``chat_completion`` (streamed), OpenAI-compatible.
+
+Elasticsearch's settings: ``service_settings`` ``api_key`` (secret), ``model_id`` (required),
+``url`` (default ``https://api.deepseek.com/chat/completions``). DeepSeek asks for no client
+side rate limit, so there is none. Without ``url`` the base can be redirected with
+``ServiceContext.extras["provider_urls"]["deepseek"]`` or ``SIDECAR_PROVIDER_URL_DEEPSEEK``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _common as common
+from ._openai_compat import OpenAiStyle
+from .base import Endpoint, TaskType
+from .registry import register
+from .settings import SettingsReader
+
+DEFAULT_BASE = "https://api.deepseek.com"
+
+
+@register
+class DeepSeekService(OpenAiStyle):
+    name = "deepseek"
+    display_name = "DeepSeek"
+    task_types = (TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
+    streaming_tasks = (TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
+    max_tokens_field = "max_tokens"
+
+    def read_service_settings(self, task_type: TaskType, ss: SettingsReader) -> dict[str, Any]:
+        return {"model_id": ss.string("model_id", required=True), "url": common.url(ss)}
+
+    def request_url(self, endpoint: Endpoint, kind: str) -> str:
+        return endpoint.service_settings.get("url") or self.base_url(DEFAULT_BASE) + "/chat/completions"

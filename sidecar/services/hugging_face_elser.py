@@ -1,0 +1,39 @@
+"""ELSER hosted on a Hugging Face Inference Endpoint: ``sparse_embedding``.
+
+Elasticsearch's settings: ``service_settings`` ``api_key`` (secret), ``url`` (required),
+``rate_limit`` (3000 a minute); ``max_input_tokens`` is always shown as 512. The endpoint takes
+``{"inputs": [...]}`` and answers one ``{"token": weight}`` object per input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .base import Endpoint, InputType, SparseEmbedding, TaskType
+from .http import RemoteService
+from .hugging_face import elser_settings, sparse_embed
+from .registry import register
+from .settings import SettingsReader
+
+
+@register
+class HuggingFaceElserService(RemoteService):
+    name = "hugging_face_elser"
+    display_name = "Hugging Face ELSER"
+    task_types = (TaskType.SPARSE_EMBEDDING,)
+    default_rpm = {TaskType.SPARSE_EMBEDDING: 3000}
+    batch_size = 20
+
+    def read_service_settings(self, task_type: TaskType, ss: SettingsReader) -> dict[str, Any]:
+        return elser_settings(self, task_type, ss)
+
+    async def sparse_embed(
+        self,
+        endpoint: Endpoint,
+        inputs: Sequence[str],
+        input_type: InputType | None,
+        task_settings: dict[str, Any],
+        timeout: float | None = None,
+    ) -> list[SparseEmbedding]:
+        return await sparse_embed(self, endpoint, inputs, timeout)

@@ -1,0 +1,118 @@
+"""Jina AI: ``text_embedding`` and ``rerank``.
+
+Elasticsearch's settings: ``service_settings`` ``api_key`` (secret), ``model_id`` (required),
+embeddings ``similarity`` (default ``dot_product``), ``dimensions``, ``max_input_tokens``,
+``embedding_type`` (``float`` default, ``bit``/``binary``); ``rate_limit`` (2000 a minute).
+``task_settings``: embeddings ``input_type`` (``ingest``, ``search``, ``classification``,
+``clustering``); rerank ``return_documents``, ``top_n``.
+
+Requests go to ``https://api.jina.ai/v1/embeddings`` and ``/v1/rerank``; the base can be
+redirected with ``ServiceContext.extras["provider_urls"]["jinaai"]`` or
+``SIDECAR_PROVIDER_URL_JINAAI``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from . import _common as common
+from ._openai_compat import parse_embeddings
+from .base import DenseEmbeddings, Endpoint, InputType, RankedDoc, TaskType
+from .http import UNSUCCESSFUL, ErrorPolicy, HttpRequest, RemoteService
+from .registry import register
+from .settings import SettingsReader
+
+DEFAULT_BASE = "https://api.jina.ai"
+TASKS = {
+    "ingest": "retrieval.passage",
+    "search": "retrieval.query",
+    "classification": "classification",
+    "clustering": "separation",
+}
+# embedding_type as given → (element type stored, value sent)
+EMBEDDING_TYPES = {"float": ("float", "float"), "bit": ("bit", "binary"), "binary": ("bit", "binary")}
+WIRE_TYPE = {"float": "float", "bit": "binary"}
+POLICY = ErrorPolicy(messages={400: UNSUCCESSFUL, 403: UNSUCCESSFUL, 404: UNSUCCESSFUL})
+
+
+@register
+class JinaAiService(RemoteService):
+    name = "jinaai"
+    display_name = "Jina AI"
+    task_types = (TaskType.TEXT_EMBEDDING, TaskType.RERANK)
+    default_rpm = {t: 2000 for t in task_types}
+    batch_size = 2048
+
+    def read_service_settings(self, task_type: TaskType, ss: SettingsReader) -> dict[str, Any]:
+        url = common.url(ss)
+        model_id = ss.string("model_id", required=True)
+        rate = common.rate_limit(ss, self.name, self.rpm(task_type))
+        if task_type == TaskType.RERANK:
+            return {"url": url, "model_id": model_id, "rate_limit": rate}
+        similarity = common.similarity(ss)
+        dimensions = ss.integer("dimensions", positive=True)
+        max_input_tokens = ss.integer("max_input_tokens", positive=True)
+        embedding_type = ss.enum("embedding_type", EMBEDDING_TYPES) or "float"
+        return {
+            "url": url,
+            "model_id": model_id,
+            "rate_limit": rate,
+            "similarity": similarity or self.default_similarity,
+            "dimensions": dimensions,
+            "max_input_tokens": max_input_tokens,
+            "embedding_type": EMBEDDING_TYPES.get(embedding_type, ("float", "float"))[0],
+        }
+
+    def read_task_settings(self, task_type: TaskType, ts: SettingsReader) -> dict[str, Any]:
+        if task_type == TaskType.RERANK:
+            return {"return_documents": ts.boolean("return_documents"), "top_n": ts.integer("top_n", positive=True)}
+        return {"input_type": ts.enum("input_type", TASKS)}
+
+    def _request(self, endpoint: Endpoint, path: str, body: dict[str, Any]) -> HttpRequest:
+        headers = {
+            "Authorization": f"Bearer {endpoint.secrets.get('api_key', '')}",
+            "Request-Source": "unspecified:elasticsearch",
+        }
+        return HttpRequest(f"{self.base_url(DEFAULT_BASE)}/v1/{path}", json=body, headers=headers)
+
+    async def embed(
+        self,
+        endpoint: Endpoint,
+        inputs: Sequence[str],
+        input_type: InputType | None,
+        task_settings: dict[str, Any],
+        timeout: float | None = None,
+    ) -> DenseEmbeddings:
+        settings = self.effective_task_settings(endpoint, task_settings)
+        kind = input_type.value if input_type is not None else settings.get("input_type")
+        element_type = endpoint.service_settings.get("embedding_type", "float")
+
+        def build(batch: list[str]) -> HttpRequest:
+            body: dict[str, Any] = {"input": batch, "model": endpoint.service_settings["model_id"]}
+            body["embedding_type"] = WIRE_TYPE[element_type]
+            if kind:
+                body["task"] = TASKS[kind]
+            return self._request(endpoint, "embeddings", body)
+
+        def parse(obj: Any) -> list[list[float]]:
+            return parse_embeddings(obj, "Jina AI embeddings response")
+
+        return await self.embed_batches(
+            endpoint, inputs, build, parse, timeout=timeout, policy=POLICY, element_type=element_type
+        )
+
+    async def rerank(
+        self,
+        endpoint: Endpoint,
+        query: str,
+        inputs: Sequence[str],
+        task_settings: dict[str, Any],
+        timeout: float | None = None,
+    ) -> list[RankedDoc]:
+        settings = self.effective_task_settings(endpoint, task_settings)
+        body = {"model": endpoint.service_settings["model_id"], "query": query, "documents": list(inputs)}
+        request = self._request(endpoint, "rerank", common.put_set(body, settings, "top_n", "return_documents"))
+        return await self.rerank_call(
+            endpoint, request, inputs, settings, "Jina AI rerank response", timeout=timeout, policy=POLICY
+        )

@@ -1,0 +1,75 @@
+"""OpenAI: ``text_embedding``, ``completion`` and ``chat_completion`` (streamed).
+
+Elasticsearch's settings: ``service_settings`` ``api_key`` (secret), ``model_id`` (required),
+``url``, ``organization_id``, ``dimensions`` (text-embedding-3 models; sent only when set),
+``similarity`` (default ``dot_product``), ``max_input_tokens``, ``rate_limit``
+(3000 requests a minute for embeddings, 500 for completion); ``task_settings`` ``user``.
+
+Without ``url`` requests go to ``https://api.openai.com/v1/embeddings`` or
+``/v1/chat/completions``; the base can be redirected with
+``ServiceContext.extras["provider_urls"]["openai"]`` or ``SIDECAR_PROVIDER_URL_OPENAI``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _common as common
+from ._openai_compat import OpenAiStyle
+from .base import Endpoint, TaskType
+from .registry import register
+from .settings import SettingsReader
+
+DEFAULT_BASE = "https://api.openai.com"
+PATHS = {"embeddings": "/v1/embeddings", "chat": "/v1/chat/completions"}
+
+
+@register
+class OpenAiService(OpenAiStyle):
+    name = "openai"
+    display_name = "OpenAI"
+    task_types = (TaskType.TEXT_EMBEDDING, TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
+    streaming_tasks = (TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
+    default_rpm = {TaskType.TEXT_EMBEDDING: 3000, TaskType.COMPLETION: 500, TaskType.CHAT_COMPLETION: 500}
+    batch_size = 2048
+
+    def read_service_settings(self, task_type: TaskType, ss: SettingsReader) -> dict[str, Any]:
+        url = common.url(ss)
+        organization = ss.string("organization_id")
+        if task_type == TaskType.TEXT_EMBEDDING:
+            similarity = common.similarity(ss)
+            max_input_tokens = ss.integer("max_input_tokens", positive=True)
+            dimensions = ss.integer("dimensions", positive=True)
+            model_id = ss.string("model_id", required=True)
+            return {
+                "model_id": model_id,
+                "url": url,
+                "organization_id": organization,
+                "similarity": similarity or self.default_similarity,
+                "dimensions": dimensions,
+                "max_input_tokens": max_input_tokens,
+                "rate_limit": common.rate_limit(ss, self.name, self.rpm(task_type)),
+                "dimensions_set_by_user": True if dimensions is not None else None,
+            }
+        model_id = ss.string("model_id", required=True)
+        max_input_tokens = ss.integer("max_input_tokens", positive=True)
+        return {
+            "model_id": model_id,
+            "url": url,
+            "organization_id": organization,
+            "max_input_tokens": max_input_tokens,
+            "rate_limit": common.rate_limit(ss, self.name, self.rpm(task_type)),
+        }
+
+    def read_task_settings(self, task_type: TaskType, ts: SettingsReader) -> dict[str, Any]:
+        return {"user": ts.string("user")}
+
+    def request_url(self, endpoint: Endpoint, kind: str) -> str:
+        return endpoint.service_settings.get("url") or self.base_url(DEFAULT_BASE) + PATHS[kind]
+
+    def auth_headers(self, endpoint: Endpoint) -> dict[str, str]:
+        headers = super().auth_headers(endpoint)
+        organization = endpoint.service_settings.get("organization_id")
+        if organization:
+            headers["OpenAI-Organization"] = organization
+        return headers

@@ -1,0 +1,160 @@
+"""The ``amazonbedrock`` service against a loopback Bedrock runtime that verifies the AWS
+Signature V4 of every request."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from providers.harness import SECRET, Call, FakeProvider, ProviderSuite, Reply, make_endpoint, make_service
+from providers.openai_fake import fake_vector
+
+from sidecar.errors import EsError
+from sidecar.services.amazonbedrock import AmazonBedrockService
+from sidecar.services.base import InputType, TaskType
+
+ACCESS_KEY = "AKIATESTACCESSKEY"
+REGION = "us-east-1"
+AUTH = re.compile(
+    r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/bedrock/aws4_request, "
+    r"SignedHeaders=(?P<signed>[^,]+), Signature=(?P<signature>[0-9a-f]{64})"
+)
+
+
+class FakeBedrock(FakeProvider):
+    key: ClassVar[str] = SECRET
+
+    def authorized(self, call: Call) -> bool:
+        match = AUTH.fullmatch(call.headers.get("Authorization", ""))
+        if not match or match["key"] != ACCESS_KEY or match["region"] != REGION:
+            return False
+        headers = {name: call.headers[name] for name in call.headers if name.lower() in match["signed"].split(";")}
+        request = AWSRequest(method=call.method, url=f"{self.url}{call.raw_path}", data=call.raw, headers=headers)
+        request.context["timestamp"] = call.headers["X-Amz-Date"]
+        auth = SigV4Auth(Credentials(ACCESS_KEY, self.key), "bedrock", REGION)
+        expected = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
+        return expected == match["signature"]
+
+    def error(self, status: int, message: str) -> Reply:
+        if status == 401:
+            status = 403
+        return Reply(status=status, json={"message": message}, headers={"x-amzn-ErrorType": "Error"})
+
+    def validate(self, call: Call) -> str | None:
+        body = call.json
+        if call.raw_path == "/model/amazon.titan-embed-text-v2%3A0/invoke":
+            return None if set(body) <= {"inputText", "dimensions"} and isinstance(body["inputText"], str) else "bad titan"
+        if call.path == "/model/cohere.embed-english-v3/invoke":
+            return None if body.get("input_type") and isinstance(body.get("texts"), list) else "bad cohere"
+        if call.path.endswith("/converse"):
+            content = body["messages"][0]["content"]
+            return None if body["messages"][0]["role"] == "user" and content[0]["text"] else "bad converse"
+        return f"unknown path {call.path}"
+
+    def answer(self, call: Call) -> Reply:
+        body = call.json
+        if "titan-embed" in call.path:
+            return Reply(json={"embedding": fake_vector(body["inputText"], body.get("dimensions", 4)), "inputTextTokenCount": 2})
+        if "cohere.embed" in call.path:
+            return Reply(json={"embeddings": [fake_vector(t) for t in body["texts"]], "id": "x", "texts": body["texts"]})
+        return Reply(
+            json={
+                "output": {"message": {"role": "assistant", "content": [{"text": "Hello world"}]}},
+                "stopReason": "end_turn",
+                "usage": {"inputTokens": 1, "outputTokens": 2, "totalTokens": 3},
+            }
+        )
+
+
+class BedrockSuite(ProviderSuite):
+    service_cls = AmazonBedrockService
+    fake_cls = FakeBedrock
+    secret_keys = ("access_key", "secret_key")
+    required = ("region", "[service_settings] does not contain the required setting [region]")
+
+
+class TestBedrockTitanEmbeddings(BedrockSuite):
+    task = TaskType.TEXT_EMBEDDING
+    calls_per_invoke = 2
+    settings = {
+        "access_key": ACCESS_KEY,
+        "secret_key": SECRET,
+        "region": REGION,
+        "provider": "amazontitan",
+        "model": "amazon.titan-embed-text-v2:0",
+    }
+
+
+class TestBedrockCohereEmbeddings(BedrockSuite):
+    task = TaskType.TEXT_EMBEDDING
+    settings = {
+        "access_key": ACCESS_KEY,
+        "secret_key": SECRET,
+        "region": REGION,
+        "provider": "cohere",
+        "model": "cohere.embed-english-v3",
+    }
+
+
+class TestBedrockCompletion(BedrockSuite):
+    task = TaskType.COMPLETION
+    settings = {
+        "access_key": ACCESS_KEY,
+        "secret_key": SECRET,
+        "region": REGION,
+        "provider": "anthropic",
+        "model": "anthropic.claude-3-haiku-20240307-v1:0",
+    }
+    task_settings = {"max_new_tokens": 64, "temperature": 0.5, "top_k": 3}
+
+
+async def test_completion_body(aiohttp_server: Any) -> None:
+    fake = FakeBedrock()
+    await fake.start(aiohttp_server)
+    service = make_service(AmazonBedrockService, fake)
+    endpoint = make_endpoint(service, TaskType.COMPLETION, TestBedrockCompletion.settings, {"max_new_tokens": 10})
+    try:
+        await service.complete(endpoint, ["hi"], {"top_p": 0.5})
+    finally:
+        await service.close()
+    assert fake.calls[0].raw_path == "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse"
+    assert fake.calls[0].json == {
+        "messages": [{"role": "user", "content": [{"text": "hi"}]}],
+        "inferenceConfig": {"maxTokens": 10, "topP": 0.5},
+    }
+
+
+async def test_cohere_input_type_and_titan_one_per_call(aiohttp_server: Any) -> None:
+    fake = FakeBedrock()
+    await fake.start(aiohttp_server)
+    service = make_service(AmazonBedrockService, fake)
+    cohere = make_endpoint(service, TaskType.TEXT_EMBEDDING, TestBedrockCohereEmbeddings.settings)
+    titan = make_endpoint(service, TaskType.TEXT_EMBEDDING, {**TestBedrockTitanEmbeddings.settings, "dimensions": 2})
+    try:
+        await service.embed(cohere, ["a", "b"], InputType.SEARCH, {})
+        result = await service.embed(titan, ["a", "b", "c"], None, {})
+    finally:
+        await service.close()
+    assert fake.calls[0].json == {"texts": ["a", "b"], "input_type": "search_query"}
+    assert [c.json["inputText"] for c in fake.calls[1:]] == ["a", "b", "c"]
+    assert [len(v) for v in result.vectors] == [2, 2, 2]
+    assert titan.service_settings["similarity"] == "cosine" and cohere.service_settings["similarity"] == "dot_product"
+
+
+def test_provider_validation() -> None:
+    service = AmazonBedrockService(None)
+    with pytest.raises(EsError) as caught:
+        service.parse(
+            "b", TaskType.TEXT_EMBEDDING, {**TestBedrockCompletion.settings, "provider": "anthropic"}, {}
+        )
+    assert "The [text_embedding] task type for provider [anthropic] is not available" in caught.value.reason
+    with pytest.raises(EsError) as caught:
+        service.parse("b", TaskType.COMPLETION, {**TestBedrockCompletion.settings, "provider": "openai"}, {})
+    assert (
+        "[provider] must be one of [ai21labs, amazontitan, anthropic, cohere, meta, mistral]" in caught.value.reason
+    )
+    assert SECRET not in caught.value.reason

@@ -1,0 +1,110 @@
+"""The ``azureaistudio`` service against a loopback Azure AI Studio deployment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from providers.harness import SECRET, Call, ProviderSuite, Reply, make_endpoint, make_service
+from providers.openai_fake import FakeOpenAi
+
+from sidecar.errors import EsError
+from sidecar.services.azureaistudio import AzureAiStudioService
+from sidecar.services.base import TaskType
+
+
+class FakeAiStudio(FakeOpenAi):
+    """Pay-as-you-go (``token``) deployments: ``Authorization: <key>`` for non-OpenAI models;
+    ``/score`` is a realtime deployment with a bearer token."""
+
+    def authorized(self, call: Call) -> bool:
+        if call.path == "/score":
+            return call.headers.get("Authorization") == f"Bearer {self.key}"
+        return call.headers.get("Authorization") == self.key
+
+    def validate(self, call: Call) -> str | None:
+        body = call.json
+        if call.path == "/v1/embeddings":
+            return None if isinstance(body.get("input"), list) and "model" not in body else "bad embeddings"
+        if call.path == "/v1/chat/completions":
+            if set(body) - {"messages", "parameters", "stream"}:
+                return f"unexpected fields {sorted(body)}"
+            return None if body["messages"][0]["role"] == "user" else "bad messages"
+        if call.path == "/score":
+            return None if body["input_data"]["input_string"][0]["role"] == "user" else "bad realtime body"
+        return f"unknown path {call.path}"
+
+    def answer(self, call: Call) -> Reply:
+        if call.path == "/score":
+            return Reply(json={"output": "Hello world"})
+        return super().answer(call)
+
+
+class AiStudioSuite(ProviderSuite):
+    service_cls = AzureAiStudioService
+    fake_cls = FakeAiStudio
+    required = ("target", "[service_settings] does not contain the required setting [target]")
+
+
+class TestAiStudioEmbeddings(AiStudioSuite):
+    task = TaskType.TEXT_EMBEDDING
+    settings = {"api_key": SECRET, "target": "{url}", "provider": "cohere", "endpoint_type": "token"}
+    task_settings = {"user": "u"}
+
+
+class TestAiStudioCompletion(AiStudioSuite):
+    task = TaskType.COMPLETION
+    settings = {"api_key": SECRET, "target": "{url}", "provider": "mistral", "endpoint_type": "token"}
+    task_settings = {"max_new_tokens": 32, "temperature": 0.3}
+    streams = True
+
+
+class TestAiStudioRealtimeCompletion(AiStudioSuite):
+    task = TaskType.COMPLETION
+    settings = {"api_key": SECRET, "target": "{url}/score", "provider": "databricks", "endpoint_type": "realtime"}
+
+
+async def test_completion_parameters(aiohttp_server: Any) -> None:
+    fake = FakeAiStudio()
+    await fake.start(aiohttp_server)
+    service = make_service(AzureAiStudioService, fake)
+    endpoint = make_endpoint(
+        service,
+        TaskType.COMPLETION,
+        {"api_key": SECRET, "target": f"{fake.url}/score", "provider": "meta", "endpoint_type": "realtime"},
+        {"do_sample": True, "max_new_tokens": 8},
+    )
+    try:
+        assert (await service.complete(endpoint, ["hi"], {"top_p": 0.5}))[0].result == "Hello world"
+    finally:
+        await service.close()
+    assert fake.calls[0].json == {
+        "input_data": {
+            "input_string": [{"content": "hi", "role": "user"}],
+            "parameters": {"top_p": 0.5, "do_sample": True, "max_new_tokens": 8},
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("task", "settings", "message"),
+    [
+        (TaskType.TEXT_EMBEDDING, {"provider": "mistral", "endpoint_type": "token"}, "The [text_embedding] task type for provider [mistral] is not available"),
+        (TaskType.COMPLETION, {"provider": "openai", "endpoint_type": "realtime"}, "The [realtime] endpoint type with [completion] task type for provider [openai] is not available"),
+    ],
+)
+def test_provider_capabilities(task: TaskType, settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(EsError) as caught:
+        AzureAiStudioService(None).parse("x", task, {"api_key": "k", "target": "https://t", **settings}, {})
+    assert message in caught.value.reason
+
+
+def test_temperature_bounds() -> None:
+    with pytest.raises(EsError) as caught:
+        AzureAiStudioService(None).parse(
+            "x",
+            TaskType.COMPLETION,
+            {"api_key": "k", "target": "https://t", "provider": "mistral", "endpoint_type": "token"},
+            {"temperature": 3.0},
+        )
+    assert "[task_settings] Invalid value [3.0]. [temperature] must be a less than or equal to [2.0]" in caught.value.reason
