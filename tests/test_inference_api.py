@@ -374,3 +374,33 @@ def test_official_client_inference_api(sidecar_url):
     assert client.inference.delete(inference_id=inference_id)["acknowledged"] is True
     with pytest.raises(NotFoundError):
         client.inference.get(inference_id=inference_id)
+
+
+# -- preconfigured endpoints ----------------------------------------------------------------------
+
+
+def test_preconfigured_endpoints(sidecar_url):
+    status, body = http.json_request("GET", f"{sidecar_url}/_inference/_all")
+    ids = [e["inference_id"] for e in body["endpoints"]]
+    assert {".elser-2-elasticsearch", ".multilingual-e5-small-elasticsearch", ".rerank-v1-elasticsearch"} <= set(ids)
+    status, result = infer(sidecar_url, ".elser-2-elasticsearch", {"input": "ready to use"})
+    assert status == 200 and result["sparse_embedding"][0]["embedding"]
+    status, result = infer(sidecar_url, ".multilingual-e5-small-elasticsearch", {"input": "ready"}, "text_embedding")
+    assert status == 200 and len(result["text_embedding"][0]["embedding"]) == 384
+    status, body = http.json_request("DELETE", f"{sidecar_url}/_inference/.elser-2-elasticsearch")
+    assert status == 400 and "reserved" in body["error"]["reason"]
+    status, body = put(sidecar_url, ".elser-2-elasticsearch", MINILM, "text_embedding")
+    assert status == 400 and "reserved" in body["error"]["reason"]
+
+
+def test_semantic_text_defaults_to_elser(sidecar_url, es_url):
+    index = uid("default-elser")
+    status, body = http.json_request("PUT", f"{sidecar_url}/{index}", {
+        "settings": {"number_of_replicas": 0}, "mappings": {"properties": {"body": {"type": "semantic_text"}}}})
+    assert status == 200, body
+    _, mapping = http.json_request("GET", f"{sidecar_url}/{index}/_mapping")
+    assert mapping[index]["mappings"]["properties"]["body"]["inference_id"] == ".elser-2-elasticsearch"
+    status, body = http.json_request("PUT", f"{sidecar_url}/{index}/_doc/1?refresh=true", {"body": "hello there"})
+    assert status == 201, body
+    _, doc = http.json_request("GET", f"{es_url}/{index}/_doc/1")
+    assert doc["_source"]["_sidecar_inference"]["body"]["chunks"][0]["embeddings"]

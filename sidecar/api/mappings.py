@@ -17,7 +17,7 @@ from .render import json_response
 
 
 async def _lookup_endpoint(app: web.Application, inference_id: str) -> dict[str, Any] | None:
-    endpoint = await app["inference"].store.get(inference_id)
+    endpoint = await app["inference"].lookup(inference_id)
     return endpoint.public() if endpoint is not None else None
 
 

@@ -172,7 +172,7 @@ async def _startup(app: web.Application) -> None:
     manager = app["inference"]
 
     async def resolve(inference_id: str):
-        return await manager.store.get(inference_id)
+        return await manager.lookup(inference_id)
 
     async def record_settings(index: str, fld: SemanticField, settings: dict[str, Any]) -> None:
         """A field mapped before its endpoint existed gets its embeddings mapping on first use."""

@@ -16,6 +16,7 @@ from ..errors import EsError, action_request_validation, not_found, status_excep
 from ..services.base import Endpoint, InputType, Service, TaskType
 from ..services.registry import Services
 from ..services.settings import java_map_repr
+from .defaults import DEFAULT_IDS, default_endpoints
 from .store import EndpointStore
 
 log = logging.getLogger("sidecar.endpoints")
@@ -57,11 +58,17 @@ class InferenceEndpoints:
         self.default_timeout_s = default_timeout_s
         self.reference_finders: list[ReferenceFinder] = []
         self._updating: set[str] = set()
+        self._defaults = default_endpoints()
+        self._defaults_probed: set[str] = set()
 
     # -- create --------------------------------------------------------------------------------
     async def create(
         self, inference_id: str, path_task_type: str | None, body: Any, *, timeout_s: float | None = None
     ) -> dict[str, Any]:
+        if inference_id in DEFAULT_IDS:
+            raise status_exception(
+                400, f"[{inference_id}] is a reserved inference ID. Cannot create a new inference endpoint "
+                "with a reserved ID.")
         validate_id(inference_id)
         if not isinstance(body, dict):
             raise EsError(400, "parse_exception", "request body is required and must be a JSON object")
@@ -178,8 +185,20 @@ class InferenceEndpoints:
             log.exception("failed to stop endpoint %s", endpoint.inference_id)
 
     # -- read ------------------------------------------------------------------------------------
+    async def lookup(self, inference_id: str) -> Endpoint | None:
+        """A stored or preconfigured endpoint, or None."""
+        default = self._defaults.get(inference_id)
+        if default is None:
+            return await self.store.get(inference_id)
+        if default.task_type is TaskType.TEXT_EMBEDDING and inference_id not in self._defaults_probed:
+            service = self.services.get(default.service)
+            await self._start(service, default, self.default_timeout_s)
+            await self._probe(service, default)
+            self._defaults_probed.add(inference_id)
+        return default
+
     async def resolve(self, inference_id: str) -> Endpoint:
-        endpoint = await self.store.get(inference_id)
+        endpoint = await self.lookup(inference_id)
         if endpoint is None:
             raise not_found(f"Inference endpoint not found [{inference_id}]")
         return endpoint
@@ -188,6 +207,8 @@ class InferenceEndpoints:
         wanted = parse_task_type(task_type) if task_type else None
         if inference_id in (None, "_all", "*"):
             endpoints = await self.store.list(wanted)
+            endpoints += [e for e in self._defaults.values() if wanted is None or e.task_type is wanted]
+            endpoints.sort(key=lambda e: e.inference_id)
             return {"endpoints": [e.public() for e in endpoints]}
         endpoint = await self.resolve(inference_id)
         if wanted is not None and endpoint.task_type is not wanted:
@@ -215,6 +236,10 @@ class InferenceEndpoints:
     async def delete(
         self, inference_id: str, task_type: str | None = None, *, dry_run: bool = False, force: bool = False
     ) -> dict[str, Any]:
+        if inference_id in DEFAULT_IDS:
+            raise status_exception(
+                400, f"[{inference_id}] is a reserved inference endpoint. Cannot delete a reserved inference "
+                "endpoint.")
         endpoint = await self.resolve(inference_id)
         if task_type is not None and parse_task_type(task_type) is not endpoint.task_type:
             raise status_exception(
@@ -267,6 +292,8 @@ class InferenceEndpoints:
                     f"Task type must match the task type of the existing endpoint, "
                     f"[{endpoint.task_type.value}] != [{requested}]",
                 )
+        if inference_id in DEFAULT_IDS:
+            raise status_exception(400, f"[{inference_id}] is a reserved inference endpoint. Cannot update it.")
         if inference_id in self._updating:
             raise status_exception(
                 409, f"Endpoint [{inference_id}] is currently being updated. Try again once the update completes"
