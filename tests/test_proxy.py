@@ -136,7 +136,7 @@ def _rss_peak_kb(pid: int) -> int:
 
 
 def test_large_bulk_streams_through_with_bounded_memory(sidecar, sidecar_url, index):
-    line = json.dumps({"title": "x" * 1000, "n": 0}).encode()
+    line = json.dumps({"title": "x" * 10_000, "n": 0}).encode()
     docs = 50 * 1024 * 1024 // (len(line) + 40)
 
     async def body():

@@ -5,7 +5,7 @@ streamed straight through."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import orjson
 from aiohttp import web
@@ -18,7 +18,7 @@ from ..semantic.layout import INFERENCE_ROOT, inference_path
 from ..semantic.metadata import SemanticField, SemanticIndices
 from .calls import CallerClient
 from .filter_path import filter_response
-from .render import json_response
+from .render import PRODUCT_HEADER, content_type_for, json_response
 
 _ITEM_PARAMS = {"routing", "pipeline", "if_seq_no", "if_primary_term", "version", "version_type",
                 "require_alias", "retry_on_conflict", "_source"}
@@ -38,10 +38,13 @@ async def _pipeline_plan(request: web.Request, index: str, pipeline: str | None)
     return await pipelines.plan(index, pipeline, forwarded_request_headers(request))
 
 
-def make_processor(app: web.Application, client: CallerClient, query: dict[str, str]) -> BulkProcessor:
-    """A bulk processor acting with one caller's credentials."""
+def make_processor(app: web.Application, client: CallerClient, query: dict[str, str],
+                   default_index: str | None = None) -> BulkProcessor:
+    """A bulk processor acting with one caller's credentials. ``default_index`` is the index
+    of ``/{index}/_bulk`` (items forwarded untouched may rely on it)."""
     forward_query = {k: v for k, v in query.items() if k in _BULK_PARAMS and k != "pipeline"}
-    bulk_path = "/_bulk" + (f"?{urlencode(forward_query)}" if forward_query else "")
+    prefix = f"/{quote(default_index, safe=',*')}" if default_index else ""
+    bulk_path = f"{prefix}/_bulk" + (f"?{urlencode(forward_query)}" if forward_query else "")
 
     async def send(body: bytes) -> tuple[int, Any]:
         status, _, answer = await client.call("POST", bulk_path, ndjson=body)
@@ -75,13 +78,34 @@ async def bulk(request: web.Request) -> web.StreamResponse:
     if not needs:
         return await proxy_handler(request)
     query = dict(request.query)
-    processor = make_processor(request.app, CallerClient.for_request(request), query)
+    processor = make_processor(request.app, CallerClient.for_request(request), query, index)
     items = read_items(ndjson_lines(request.content.iter_chunked(256 * 1024)), index)
     stats = await processor.run(items)
-    body: dict[str, Any] = {"errors": stats.errors, "took": stats.took_ms, "items": stats.items}
+    headers = truncation_warning(stats.truncated)
     if "filter_path" in query:
-        body = filter_response(body, query["filter_path"])
-    return json_response(body, request=request, headers=truncation_warning(stats.truncated))
+        return raw_json_response(filtered_bulk_response(stats, query["filter_path"]), request, headers)
+    return raw_json_response(stats.response_bytes(), request, headers)
+
+
+def filtered_bulk_response(stats, filter_path: str) -> bytes:
+    """``filter_path`` applied item by item, so that a bulk of many documents is never held
+    parsed all at once."""
+    top = filter_response({"errors": stats.errors, "took": stats.took_ms}, filter_path)
+    items = []
+    for raw in stats.raw_items:
+        kept = filter_response({"items": [orjson.loads(raw)]}, filter_path).get("items")
+        if kept:
+            items.append(memoryview(orjson.dumps(kept[0])).tobytes())
+    head = orjson.dumps({k: v for k, v in top.items() if k != "items"})
+    if not items:
+        return head
+    sep = b"," if head != b"{}" else b""
+    return head[:-1] + sep + b'"items":[' + b",".join(items) + b"]}"
+
+
+def raw_json_response(body: bytes, request: web.Request, headers: dict[str, str]) -> web.Response:
+    out = {**PRODUCT_HEADER, "Content-Type": content_type_for(request), **headers}
+    return web.Response(body=body, headers=out)
 
 
 def truncation_warning(count: int) -> dict[str, str]:

@@ -27,7 +27,7 @@ from .layout import INFERENCE_ROOT
 from .metadata import IndexSemantics, SemanticIndices
 
 WINDOW_ITEMS = 512
-WINDOW_BYTES = 16 * 1024 * 1024
+WINDOW_BYTES = 8 * 1024 * 1024
 _OPS = ("index", "create", "update", "delete")
 _DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -144,7 +144,16 @@ class BulkStats:
     errors: bool = False
     # Documents with at least one chunk longer than the model's input window.
     truncated: int = 0
-    items: list[dict[str, Any]] = field(default_factory=list)
+    # Each item's result as compact JSON: a bulk of many documents keeps only bytes.
+    raw_items: list[bytes] = field(default_factory=list)
+
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        return [orjson.loads(raw) for raw in self.raw_items]
+
+    def response_bytes(self) -> bytes:
+        head = orjson.dumps({"errors": self.errors, "took": self.took_ms})
+        return head[:-1] + b',"items":[' + b",".join(self.raw_items) + b"]}"
 
 
 class BulkProcessor:
@@ -199,7 +208,8 @@ class BulkProcessor:
     def _collect(stats: BulkStats, window: list[BulkItem]) -> None:
         for item in window:
             result = item.result or {}
-            stats.items.append(result)
+            # A copy: orjson's output keeps its (larger) write buffer allocated.
+            stats.raw_items.append(memoryview(orjson.dumps(result)).tobytes())
             body = next(iter(result.values()), {}) if result else {}
             if isinstance(body, dict) and body.get("error") is not None:
                 stats.errors = True
@@ -384,7 +394,7 @@ class BulkProcessor:
             sent.append(item)
         if not sent:
             return window
-        status, response = await self.send(bytes(body))
+        status, response = await self.send(body)
         if status >= 300 or not isinstance(response, dict) or "items" not in response:
             err = EsError(status if status >= 400 else 500, "status_exception",
                           f"Elasticsearch rejected the bulk request: {response}")
