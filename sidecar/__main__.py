@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         access_log_class=logs.AccessLogger,
         print=None,
         shutdown_timeout=30,
+        # A client that goes away cancels the work done for it (inference included).
+        handler_cancellation=True,
     )
     return 0
 
