@@ -16,6 +16,7 @@ so replicas of the sidecar on one Elasticsearch agree within that time.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,10 @@ from elasticsearch import TransportError as EsTransportError
 from ..errors import EsError, already_exists, status_exception, unavailable
 from ..services.base import Endpoint, TaskType
 from .secrets import SecretBox
+
+# Ids a stored endpoint can have (creation validates them): anything else is simply absent,
+# and never reaches Elasticsearch as a document id ("." or ".." would change the URL path).
+_STORABLE_ID = re.compile(r"^[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?$")
 
 _SETTINGS = {"index": {"hidden": True, "number_of_shards": 1, "auto_expand_replicas": "0-1"}}
 _CONFIG_MAPPING = {
@@ -132,6 +137,8 @@ class EndpointStore:
 
     async def get(self, inference_id: str) -> Endpoint | None:
         """The endpoint with its secrets, or None. Uses the cache within its TTL."""
+        if not _STORABLE_ID.match(inference_id):
+            return None
         now = time.monotonic()
         cached = self._cache.get(inference_id)
         if cached is not None and now - cached.checked_at < self.ttl_s:
@@ -180,6 +187,8 @@ class EndpointStore:
         return out
 
     async def exists(self, inference_id: str) -> bool:
+        if not _STORABLE_ID.match(inference_id):
+            return False
         await self.ensure_indices()
         try:
             return bool(await self.es.exists(index=self.index, id=inference_id))
