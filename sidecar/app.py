@@ -7,7 +7,7 @@ import ssl
 
 from aiohttp import web
 
-from .api import health, inference, mappings, reindex, root, writes
+from .api import health, inference, mappings, pipelines, reindex, root, writes
 from .api.middleware import es_errors
 from .config import Config
 from .proxy import Upstream, proxy_handler
@@ -32,9 +32,12 @@ def build_app(config: Config) -> web.Application:
     app["upstream"] = Upstream(config.es_url, ssl=_ssl_context(config))
 
     inference.setup(app)
+    pipelines.setup(app)
     writes.setup(app)
     mappings.setup(app)
     reindex.setup(app)
+    from .api import ops; ops.setup(app)  # noqa: E702, I001
+    from . import security; security.setup(app)  # noqa: E702, I001
 
     app.router.add_route("GET", "/", root.root_handler)
     app.router.add_route("HEAD", "/", root.root_handler)

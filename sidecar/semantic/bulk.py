@@ -376,6 +376,11 @@ class BulkProcessor:
             item.meta["_index"] = outcome.index
         if getattr(outcome, "id", None) is not None:
             item.meta["_id"] = outcome.id
+        # Processors may set routing and versioning metadata (_routing, _version, …).
+        for key in ("routing", "version", "version_type", "if_seq_no", "if_primary_term"):
+            value = getattr(outcome, key, None)
+            if value is not None:
+                item.meta[key] = value
         forward_pipeline = getattr(outcome, "forward_pipeline", "_none")
         if forward_pipeline is not None:
             item.meta["pipeline"] = forward_pipeline

@@ -1,0 +1,174 @@
+"""HTTP routes of ``/_ingest/pipeline``: pipelines with inference processors are handled by
+:mod:`sidecar.ingest`; everything else goes to Elasticsearch untouched.
+
+Requests reach Elasticsearch with the caller's own credentials (Elasticsearch decides who
+may read, write or simulate pipelines); the hidden index is read and written with the
+sidecar's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..ingest import Pipelines
+from ..ingest.definition import contains_inference
+from ..ingest.service import CallerRequest
+from ..ingest.store import index_name
+from ..proxy import end_to_end_headers, forwarded_request_headers, stream_response
+from .render import json_response
+
+_REPLACED = ("Content-Length", "Content-Encoding", "Transfer-Encoding", "Content-Type", "Accept-Encoding")
+
+
+def _pipelines(request: web.Request) -> Pipelines:
+    return request.app["pipelines"]
+
+
+def _headers(request: web.Request, *, json_body: bool):
+    """The caller's headers for a request whose body the sidecar (re)wrote. Elasticsearch wants
+    the same ``compatible-with`` version on ``Content-Type`` as on ``Accept``: the caller's
+    ``Content-Type`` is kept, or derived from its ``Accept``."""
+    headers = forwarded_request_headers(request)
+    for name in _REPLACED:
+        headers.popall(name, None)
+    if json_body:
+        content_type = request.headers.get("Content-Type", "")
+        if "json" not in content_type:
+            accept = request.headers.get("Accept", "")
+            content_type = "application/json"
+            if "compatible-with=" in accept:
+                version = accept.split("compatible-with=")[-1].split(";")[0].strip()
+                content_type = f"application/vnd.elasticsearch+json; compatible-with={version}"
+        headers["Content-Type"] = content_type
+    return headers
+
+
+def _caller(request: web.Request) -> CallerRequest:
+    upstream = request.app["upstream"]
+
+    async def call(method: str, path: str, body: Any) -> tuple[int, Any]:
+        data = orjson.dumps(body) if body is not None else None
+        headers = _headers(request, json_body=data is not None)
+        response = await upstream.request(method, path, headers=headers, data=data)
+        try:
+            raw = await response.read()
+        finally:
+            response.release()
+        try:
+            return response.status, (orjson.loads(raw) if raw.strip() else None)
+        except orjson.JSONDecodeError:
+            return response.status, {"error": {"type": "exception", "reason": raw.decode(errors="replace")}}
+
+    return call
+
+
+async def _send(request: web.Request, data: bytes | None):
+    headers = _headers(request, json_body=False)
+    if request.headers.get("Content-Type"):
+        headers["Content-Type"] = request.headers["Content-Type"]
+    return await request.app["upstream"].request(request.method, request.raw_path, headers=headers, data=data)
+
+
+async def _forward(request: web.Request, data: bytes | None) -> web.StreamResponse:
+    """Send the request (with an already read body) to Elasticsearch and stream the answer."""
+    upstream = await _send(request, data)
+    try:
+        return await stream_response(request, upstream)
+    finally:
+        upstream.release()
+
+
+async def _forward_then(request: web.Request, data: bytes | None, after) -> web.Response:
+    """Send the request to Elasticsearch and, when it succeeded, run ``after()`` *before*
+    answering, so that a client never sees a change the sidecar has not caught up with."""
+    upstream = await _send(request, data)
+    try:
+        raw = await upstream.read()
+    finally:
+        upstream.release()
+    if 200 <= upstream.status < 300:
+        await after()
+    headers = end_to_end_headers(upstream.headers, drop=("Content-Length",))
+    return web.Response(body=raw, status=upstream.status, headers=headers)
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw) if raw.strip() else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _verbose(request: web.Request) -> bool | None:
+    value = request.query.get("verbose")
+    if value is None or value == "false":
+        return False
+    if value in ("", "true"):
+        return True
+    return None
+
+
+async def put_pipeline(request: web.Request) -> web.StreamResponse:
+    pipeline_id = request.match_info["id"]
+    raw = await request.read()
+    body = _json(raw)
+    pipelines = _pipelines(request)
+    if not contains_inference(body):
+        return await _forward_then(request, raw, lambda: pipelines.discard([pipeline_id]))
+    guard = await pipelines.prepare(pipeline_id, body)
+    status, answer = await _caller(request)("PUT", request.raw_path, guard)
+    if 200 <= status < 300:
+        await pipelines.save(pipeline_id, body)
+    return json_response(answer, status=status, request=request)
+
+
+async def get_pipeline(request: web.Request) -> web.StreamResponse:
+    if request.query.get("summary") not in (None, "false"):
+        return await _forward(request, None)
+    status, answer = await _caller(request)("GET", request.raw_path, None)
+    if status == 200 and isinstance(answer, dict):
+        answer = await _pipelines(request).merge(answer)
+    return json_response(answer, status=status, request=request)
+
+
+async def delete_pipeline(request: web.Request) -> web.StreamResponse:
+    patterns = request.match_info["id"].split(",")
+    return await _forward_then(request, None, lambda: _pipelines(request).discard(patterns))
+
+
+async def simulate(request: web.Request) -> web.StreamResponse:
+    raw = await request.read()
+    verbose = _verbose(request)
+    if verbose is None:
+        return await _forward(request, raw)
+    result = await _pipelines(request).simulate(
+        request.match_info.get("id"), _json(raw), verbose=verbose, caller=_caller(request)
+    )
+    if result is None:
+        return await _forward(request, raw)
+    return json_response(result, request=request)
+
+
+async def _startup(app: web.Application) -> None:
+    config = app["config"]
+    pipelines = Pipelines(
+        app["es"], app["inference"], index=index_name(config.system_index_prefix),
+        ttl_s=config.registry_ttl_s, settings_ttl_s=config.registry_ttl_s,
+    )
+    app["pipelines"] = pipelines
+    app["inference"].reference_finders.append(pipelines.references)
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    for method in ("GET", "POST"):
+        r.add_route(method, "/_ingest/pipeline/_simulate", simulate)
+        r.add_route(method, "/_ingest/pipeline/{id}/_simulate", simulate)
+    r.add_get("/_ingest/pipeline", get_pipeline)
+    r.add_get("/_ingest/pipeline/{id}", get_pipeline)
+    r.add_put("/_ingest/pipeline/{id}", put_pipeline)
+    r.add_delete("/_ingest/pipeline/{id}", delete_pipeline)
+    app.on_startup.append(_startup)
