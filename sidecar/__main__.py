@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import sys
 
 from aiohttp import web
 
 from . import logs
 from .app import build_app
-from .config import from_args
+from .config import Config, from_args
+
+
+def server_ssl_context(config: Config) -> ssl.SSLContext | None:
+    """HTTPS for the listener when ``--tls-cert``/``--tls-key`` are given."""
+    if not config.tls_cert and not config.tls_key:
+        return None
+    if not (config.tls_cert and config.tls_key):
+        raise SystemExit("es-inference-sidecar: --tls-cert and --tls-key must be given together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.tls_cert, config.tls_key)
+    return context
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,20 +30,27 @@ def main(argv: list[str] | None = None) -> int:
         from .cli_reindex import main as reindex_main
 
         return reindex_main(argv[1:])
+    if argv and argv[0] == "rotate-secrets":
+        from .cli_secrets import main as rotate_main
+
+        return rotate_main(argv[1:])
     config = from_args(argv)
+    ssl_context = server_ssl_context(config)
+    scheme = "https" if ssl_context else "http"
     logs.setup(config.log_level)
     log = logging.getLogger("sidecar")
     app = build_app(config)
     log.info(
         "sidecar listening",
-        extra={"fields": {"url": f"http://{config.host}:{config.port}", "elasticsearch": config.es_url}},
+        extra={"fields": {"url": f"{scheme}://{config.host}:{config.port}", "elasticsearch": config.es_url}},
     )
-    print(f"es-inference-sidecar listening on http://{config.host}:{config.port} "
+    print(f"es-inference-sidecar listening on {scheme}://{config.host}:{config.port} "
           f"(Elasticsearch: {config.es_url})", flush=True)
     web.run_app(
         app,
         host=config.host,
         port=config.port,
+        ssl_context=ssl_context,
         access_log_class=logs.AccessLogger,
         print=None,
         shutdown_timeout=30,

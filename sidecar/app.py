@@ -36,6 +36,8 @@ def build_app(config: Config) -> web.Application:
     writes.setup(app)
     mappings.setup(app)
     reindex.setup(app)
+    from .api import ops; ops.setup(app)  # noqa: E702, I001
+    from . import security; security.setup(app)  # noqa: E702, I001
 
     app.router.add_route("GET", "/", root.root_handler)
     app.router.add_route("HEAD", "/", root.root_handler)

@@ -51,6 +51,9 @@ class Config:
     # Default timeout for perform-inference calls (ES default 30 s).
     inference_timeout_s: float = 30.0
     log_level: str = "INFO"
+    # HTTPS for the sidecar's own listener (PEM files).
+    tls_cert: str | None = None
+    tls_key: str | None = None
     system_index_prefix: str = ".sidecar-inference"
 
     def secrets_key_bytes(self) -> bytes | None:
@@ -90,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue", type=int, default=int(_env("MAX_QUEUE", "10000")))
     p.add_argument("--registry-ttl", type=float, default=float(_env("REGISTRY_TTL", "1.0")))
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+    p.add_argument("--tls-cert", default=_env("TLS_CERT"), help="PEM certificate (chain) to serve HTTPS [SIDECAR_TLS_CERT]")
+    p.add_argument("--tls-key", default=_env("TLS_KEY"), help="PEM private key of --tls-cert [SIDECAR_TLS_KEY]")
     return p
 
 
@@ -112,4 +117,6 @@ def from_args(argv: list[str] | None = None) -> Config:
         max_queue=args.max_queue,
         registry_ttl_s=args.registry_ttl,
         log_level=args.log_level,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )

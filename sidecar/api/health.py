@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import orjson
 from aiohttp import web
+from elasticsearch import ApiError, TransportError
 
 from ..errors import EsError
 from ..proxy import Upstream
@@ -14,17 +14,17 @@ async def health_handler(request: web.Request) -> web.Response:
     upstream: Upstream = request.app["upstream"]
     es: dict = {"url": upstream.base_url, "reachable": False}
     try:
-        resp = await upstream.request("GET", "/_cluster/health", timeout=5)
-        try:
-            body = await resp.read()
-        finally:
-            resp.release()
+        # With the sidecar's own credentials: callers' may be absent or limited.
+        health = await request.app["es"].cluster.health(request_timeout=5)
         es["reachable"] = True
-        es["http_status"] = resp.status
-        if resp.status == 200:
-            es["status"] = orjson.loads(body).get("status")
-    except EsError as exc:
-        es["error"] = exc.reason
+        es["http_status"] = 200
+        es["status"] = health.get("status")
+    except ApiError as exc:
+        es["reachable"] = True
+        es["http_status"] = exc.meta.status
+        es["error"] = str(exc.message)
+    except (TransportError, EsError) as exc:
+        es["error"] = getattr(exc, "reason", None) or str(exc)
     healthy = es["reachable"] and es.get("status") in ("green", "yellow")
     body = {"status": "ok" if healthy else "degraded", "sidecar": "ok", "elasticsearch": es}
     return json_response(body, status=200 if healthy else 503, request=request)

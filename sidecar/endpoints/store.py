@@ -285,15 +285,22 @@ class EndpointStore:
         """Re-encrypt every stored secret with the newest key; returns how many."""
         await self.ensure_indices()
         count = 0
-        resp = await self.es.search(
-            index=self.secrets_index, size=10_000, query={"match_all": {}}, seq_no_primary_term=True
-        )
-        for hit in resp["hits"]["hits"]:
-            token = self.secrets.rotate(hit["_source"]["ciphertext"])
-            await self.es.index(
-                index=self.secrets_index, id=hit["_id"],
-                document={"inference_id": hit["_source"]["inference_id"], "ciphertext": token},
-                if_seq_no=hit.get("_seq_no"), if_primary_term=hit.get("_primary_term"),
+        search_after = None
+        while True:
+            kwargs: dict[str, Any] = {"search_after": search_after} if search_after else {}
+            resp = await self.es.search(
+                index=self.secrets_index, size=500, query={"match_all": {}}, sort=[{"inference_id": "asc"}],
+                seq_no_primary_term=True, **kwargs,
             )
-            count += 1
-        return count
+            hits = resp["hits"]["hits"]
+            if not hits:
+                return count
+            for hit in hits:
+                token = self.secrets.rotate(hit["_source"]["ciphertext"])
+                await self.es.index(
+                    index=self.secrets_index, id=hit["_id"],
+                    document={"inference_id": hit["_source"]["inference_id"], "ciphertext": token},
+                    if_seq_no=hit.get("_seq_no"), if_primary_term=hit.get("_primary_term"),
+                )
+                count += 1
+            search_after = hits[-1]["sort"]

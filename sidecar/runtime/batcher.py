@@ -25,6 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .. import metrics
 from ..errors import EsError, too_many_requests, unavailable
 
 log = logging.getLogger(__name__)
@@ -186,6 +187,7 @@ class MicroBatcher:
                     continue
                 batch.sort(key=lambda e: e.length)
                 items = [e.item for e in batch]
+                metrics.BATCH_SIZE.labels(self.name).observe(len(items))
                 started = time.perf_counter()
                 self._in_flight += 1
                 try:

@@ -50,6 +50,7 @@ from tenacity import (
 )
 from yarl import URL
 
+from .. import metrics
 from ..errors import EsError, status_exception
 from ..errors import timeout as timeout_error
 from ._chat import parse_chat_request, stream_inputs
@@ -544,6 +545,7 @@ class HttpClient:
     def _wait(self, state: RetryCallState) -> float:
         """Full jitter under a doubling bound (Elasticsearch's RetryableAction), at least the
         provider's Retry-After, never past the retry timeout."""
+        metrics.PROVIDER_RETRIES.labels(self.service_name).inc()
         opts = self.options
         bound = min(opts.max_delay, opts.initial_delay * (2 ** max(0, state.attempt_number - 1)))
         delay = random.uniform(0, bound)
@@ -604,6 +606,7 @@ class HttpClient:
     ) -> Exception:
         """The error for a failed answer: a retryable one for 408/429/5xx, else the EsError."""
         error = provider_error(endpoint, status, body, req.url, headers, policy)
+        metrics.PROVIDER_ERRORS.labels(endpoint.service, str(status)).inc()
         if status >= 500 or status in policy.retry_status:
             return _Retry(error, retry_after=_parse_retry_after(headers.get("Retry-After")))
         return error
@@ -627,12 +630,14 @@ class HttpClient:
                 400, f"Invalid host [{safe_url(req.url)}], please check that the URL is correct."
             ) from None
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+            metrics.PROVIDER_ERRORS.labels(endpoint.service, "connection").inc()
             raise _Retry(connection_error(endpoint, exc)) from None
 
     async def _read(self, endpoint: Endpoint, resp: aiohttp.ClientResponse) -> bytes:
         try:
             return await resp.read()
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+            metrics.PROVIDER_ERRORS.labels(endpoint.service, "connection").inc()
             raise _Retry(connection_error(endpoint, exc)) from None
 
     # -- streaming ---------------------------------------------------------------------------
