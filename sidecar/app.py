@@ -7,7 +7,8 @@ import ssl
 
 from aiohttp import web
 
-from .api import health, inference, mappings, pipelines, reindex, root, writes
+from . import security
+from .api import health, inference, mappings, ops, pipelines, reindex, root, search, writes
 from .api.middleware import es_errors
 from .config import Config
 from .proxy import Upstream, proxy_handler
@@ -33,11 +34,12 @@ def build_app(config: Config) -> web.Application:
 
     inference.setup(app)
     pipelines.setup(app)
+    search.setup(app)
     writes.setup(app)
     mappings.setup(app)
     reindex.setup(app)
-    from .api import ops; ops.setup(app)  # noqa: E702, I001
-    from . import security; security.setup(app)  # noqa: E702, I001
+    ops.setup(app)
+    security.setup(app)
 
     app.router.add_route("GET", "/", root.root_handler)
     app.router.add_route("HEAD", "/", root.root_handler)

@@ -86,10 +86,12 @@ class QueryEmbeddingCache:
         self._inflight[key] = future
         try:
             result = await compute()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
         except BaseException as exc:
-            if not future.done():
-                future.set_exception(exc)
-                future.exception()  # mark retrieved: waiters re-raise it themselves
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
             raise
         finally:
             self._inflight.pop(key, None)

@@ -1,0 +1,77 @@
+"""The ``text_similarity_reranker`` retriever's scoring: the top documents of its child
+retriever are scored by a ``rerank`` inference endpoint against ``inference_text``.
+
+As in Elasticsearch: the endpoint must be a rerank endpoint whose configured ``top_n`` (if any)
+is not below ``rank_window_size``; documents scoring below ``min_score`` (on the model's score)
+are dropped; scores are made non-negative with ``max(s, 0) + min(exp(s), 1)`` (float32); the
+result is ordered by score, ties by shard and doc as ``RankDoc`` orders them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import EsError, illegal_argument, status_exception, timeout
+from ..services.base import TaskType
+from .rrf import Ranked, sort_key
+
+DEFAULT_RERANK_ID = ".rerank-v1-elasticsearch"
+
+
+def normalize(score: float) -> float:
+    """``Math.max(score, 0) + Math.min((float) Math.exp(score), 1)`` in float32."""
+    s = np.float32(score)
+    return float(np.float32(max(s, np.float32(0.0))) + np.float32(min(np.float32(math.exp(float(s))), np.float32(1.0))))
+
+
+def configured_top_n(task_settings: dict[str, Any]) -> int | None:
+    for key in ("top_n", "top_n_documents_only"):
+        value = task_settings.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+async def rerank(endpoints: Any, inference_id: str, inference_text: str, docs: Sequence[Ranked],
+                 texts: Sequence[str], *, rank_window_size: int, min_score: float | None,
+                 timeout_s: float | None = 30.0) -> list[Ranked]:
+    """Score ``docs`` (whose inputs are ``texts``) and return them reranked."""
+    endpoint = await endpoints.resolve(inference_id)
+    if endpoint.task_type is not TaskType.RERANK:
+        raise status_exception(
+            400, f"Requested task type [{TaskType.RERANK.value}] does not match the inference endpoint's task type "
+                 f"[{endpoint.task_type.value}]")
+    top_n = configured_top_n(endpoint.task_settings or {})
+    if top_n is not None and top_n < rank_window_size:
+        raise illegal_argument(
+            f"Inference endpoint [{inference_id}] is configured to return the top [{top_n}] results, but "
+            f"rank_window_size is [{rank_window_size}]. Reduce rank_window_size to be less than or equal to the "
+            "configured top N value.")
+    if not docs:
+        return []
+    service = endpoints.services.get(endpoint.service)
+    settings = dict(endpoint.task_settings or {})
+    settings["return_documents"] = False
+    settings.pop("top_n", None)
+    try:
+        ranked = await asyncio.wait_for(service.rerank(endpoint, inference_text, list(texts), settings), timeout_s)
+    except TimeoutError:
+        raise timeout(f"Request timed out waiting to be sent after [{timeout_s:g}s]") from None
+    scores: dict[int, float] = {r.index: float(r.relevance_score) for r in ranked}
+    if len(scores) != len(docs):
+        raise EsError(500, "illegal_state_exception",
+                      f"Reranker input document count and returned score count mismatch: [{len(docs)}] vs "
+                      f"[{len(scores)}]")
+    out = []
+    for i, doc in enumerate(docs):
+        raw = float(np.float32(scores[i]))
+        if min_score is not None and raw < min_score:
+            continue
+        out.append(Ranked(doc.index, doc.id, normalize(raw), doc.shard_doc, doc.routing, doc.seen))
+    out.sort(key=sort_key)
+    return out
