@@ -63,7 +63,7 @@ def count(es_url, index):
 
 def inference_count(sidecar_url, inference_id):
     _, stats = http.json_request("GET", f"{sidecar_url}/_ml/trained_models/{inference_id}/_stats")
-    return stats["trained_model_stats"][0]["deployment_stats"]["inference_count"]
+    return sum(node["inference_count"] for node in stats["trained_model_stats"][0]["deployment_stats"]["nodes"])
 
 
 def test_reindex_fills_embeddings_then_reuses_them(sidecar_url, es_url, endpoint, source_index):

@@ -63,7 +63,7 @@ def stored(es_url, index, doc_id):
 
 def inference_count(sidecar_url, inference_id):
     _, stats = http.json_request("GET", f"{sidecar_url}/_ml/trained_models/{inference_id}/_stats")
-    return stats["trained_model_stats"][0]["deployment_stats"]["inference_count"]
+    return sum(node["inference_count"] for node in stats["trained_model_stats"][0]["deployment_stats"]["nodes"])
 
 
 def test_mapping_shows_semantic_text(sidecar_url, es_url, minilm):
@@ -301,3 +301,49 @@ def test_5000_doc_bulk_with_one_percent_failing(sidecar_url, es_url, fake_openai
         "nested": {"path": f"{ROOT}.content.chunks", "query": {"exists": {"field": f"{ROOT}.content.chunks.embeddings"}}}}}}})
     assert missing["count"] == 0
     http.request("DELETE", f"{sidecar_url}/_inference/{inference_id}?force=true")
+
+
+# -- bring your own embeddings ------------------------------------------------------------------------
+
+
+def test_precomputed_embeddings_are_stored_as_given(sidecar_url, es_url, minilm):
+    index = make_index(sidecar_url, {"content": {"type": "semantic_text", "inference_id": minilm}})
+    vector = [1 / 384 ** 0.5] * 384  # unit length, as dot_product fields require
+    before = inference_count(sidecar_url, minilm)
+    # Elasticsearch 9.x metadata shape.
+    status, body = http.json_request("PUT", f"{sidecar_url}/{index}/_doc/meta?refresh=true", {
+        "content": "Hello precomputed world",
+        "_inference_fields": {"content": {"inference": {"inference_id": minilm, "chunks": {"content": [
+            {"start_offset": 0, "end_offset": 5, "embeddings": vector},
+            {"start_offset": 6, "end_offset": 23, "embeddings": vector}]}}}}})
+    assert status == 201, body
+    # Legacy (8.15-8.17) value shape.
+    status, body = http.json_request("PUT", f"{sidecar_url}/{index}/_doc/legacy?refresh=true", {
+        "content": {"text": "First part. Second part.", "inference": {"inference_id": minilm, "chunks": [
+            {"text": "First part.", "embeddings": vector}, {"text": "Second part.", "embeddings": vector}]}}})
+    assert status == 201, body
+    assert inference_count(sidecar_url, minilm) == before  # nothing was embedded
+
+    meta = stored(es_url, index, "meta")
+    assert "_inference_fields" not in meta and meta["content"] == "Hello precomputed world"
+    assert [(c["start_offset"], c["end_offset"]) for c in meta[ROOT]["content"]["chunks"]] == [(0, 5), (6, 23)]
+    legacy = stored(es_url, index, "legacy")
+    assert legacy["content"] == "First part. Second part."
+    assert [(c["start_offset"], c["end_offset"]) for c in legacy[ROOT]["content"]["chunks"]] == [(0, 11), (12, 24)]
+    assert legacy[ROOT]["content"]["chunks"][0]["embeddings"] == pytest.approx(vector)
+
+
+@pytest.mark.parametrize("bad,fragment", [
+    ({"inference_id": "other-endpoint", "dims": 384}, "doesn't match the inference_id [other-endpoint]"),
+    ({"dims": 12}, "the provided embeddings have [12] dimensions"),
+    ({"dims": 384, "end": 999}, "invalid chunk offsets"),
+])
+def test_precomputed_embeddings_mismatch_is_a_clear_item_error(sidecar_url, es_url, minilm, bad, fragment):
+    index = make_index(sidecar_url, {"content": {"type": "semantic_text", "inference_id": minilm}})
+    doc = {"content": "Some text", "_inference_fields": {"content": {"inference": {
+        "inference_id": bad.get("inference_id", minilm),
+        "chunks": {"content": [{"start_offset": 0, "end_offset": bad.get("end", 4),
+                                "embeddings": [0.1] * bad["dims"]}]}}}}}
+    status, body = http.json_request("PUT", f"{sidecar_url}/{index}/_doc/x", doc)
+    assert status == 400 and fragment in body["error"]["reason"], body
+    assert http.json_request("GET", f"{es_url}/{index}/_doc/x")[0] == 404

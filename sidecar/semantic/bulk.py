@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from ..errors import EsError
+from . import precomputed
 from .fill import MISSING, FillItem, SemanticFiller, get_path
 from .layout import INFERENCE_ROOT
 from .metadata import IndexSemantics, SemanticIndices
@@ -242,7 +243,14 @@ class BulkProcessor:
             if item.op == "update":
                 updates.append((item, sem, item.source))
                 continue
-            fills.append(FillItem(semantics=sem, source=item.source, previous=item.previous))
+            try:
+                given = await self._precomputed(sem, item.source)
+            except EsError as err:
+                item.result = error_item(item, err)
+                continue
+            only = (set(sem.fields) - set(given)) if given else None
+            fills.append(FillItem(semantics=sem, source=item.source, previous=item.previous, only_fields=only,
+                                  precomputed=given))
             owners.append(item)
         await self._reuse_stored(owners, fills)
         await self._prepare_updates(updates, fills, owners)
@@ -261,6 +269,15 @@ class BulkProcessor:
             else:
                 item.forward = (self._action_line(item), orjson.dumps(fill.source, option=_DUMPS_OPTS))
         return window
+
+    async def _precomputed(self, sem: IndexSemantics, source: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        """Embeddings the client computed itself, checked against the fields' endpoints."""
+        if precomputed.METADATA_FIELD not in source and not any(
+                isinstance(source.get(name), dict) for name in sem.fields):
+            return {}
+        for fld in precomputed.needs_settings(sem, source):
+            await self.filler.ensure_model_settings(fld, sem.index)
+        return precomputed.extract(sem, source)
 
     def _action_line(self, item: BulkItem) -> bytes:
         return orjson.dumps({item.op: item.meta})

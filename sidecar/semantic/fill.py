@@ -75,6 +75,8 @@ class FillItem:
     previous: dict[str, Any] | None = None
     # Fields to (re)compute; None means all semantic fields of the index.
     only_fields: set[str] | None = None
+    # Chunks the client sent already embedded, per field (see sidecar.semantic.precomputed).
+    precomputed: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     error: EsError | None = None
     truncated: bool = False
 
@@ -161,6 +163,8 @@ class SemanticFiller:
                 continue
             root = item.source.get(INFERENCE_ROOT)
             root = dict(root) if isinstance(root, dict) else {}
+            for name, given in item.precomputed.items():
+                root[name] = {"inference_id": item.semantics.fields[name].inference_id, "chunks": given}
             for name, chunks in per_field.items():
                 if chunks is None:
                     root.pop(name, None)
@@ -178,6 +182,10 @@ class SemanticFiller:
                 item.source[INFERENCE_ROOT] = root
             else:
                 item.source.pop(INFERENCE_ROOT, None)
+
+    async def ensure_model_settings(self, fld: SemanticField, index: str) -> None:
+        """Resolve a field's endpoint (recording its model settings if still unknown)."""
+        await self._endpoint_for(fld, index, {})
 
     async def _endpoint_for(self, fld: SemanticField, index: str,
                             endpoints: dict[str, Endpoint | EsError]) -> Endpoint:
