@@ -1,5 +1,5 @@
 """The ``amazonbedrock`` service against a loopback Bedrock runtime that verifies the AWS
-Signature V4 of every request."""
+Signature V4 of every request and streams Converse answers as binary AWS event-stream frames."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from providers import eventstream, harness
 from providers.harness import SECRET, Call, FakeProvider, ProviderSuite, Reply, make_endpoint, make_service
 from providers.openai_fake import fake_vector
 
@@ -50,7 +51,9 @@ class FakeBedrock(FakeProvider):
             return None if set(body) <= {"inputText", "dimensions"} and isinstance(body["inputText"], str) else "bad titan"
         if call.path == "/model/cohere.embed-english-v3/invoke":
             return None if body.get("input_type") and isinstance(body.get("texts"), list) else "bad cohere"
-        if call.path.endswith("/converse"):
+        if call.path.endswith(("/converse", "/converse-stream")):
+            if call.path.endswith("-stream") and call.headers.get("Accept") != "application/vnd.amazon.eventstream":
+                return "bad accept header"
             content = body["messages"][0]["content"]
             return None if body["messages"][0]["role"] == "user" and content[0]["text"] else "bad converse"
         return f"unknown path {call.path}"
@@ -61,6 +64,8 @@ class FakeBedrock(FakeProvider):
             return Reply(json={"embedding": fake_vector(body["inputText"], body.get("dimensions", 4)), "inputTextTokenCount": 2})
         if "cohere.embed" in call.path:
             return Reply(json={"embeddings": [fake_vector(t) for t in body["texts"]], "id": "x", "texts": body["texts"]})
+        if call.path.endswith("/converse-stream"):
+            return self.stream_reply(["Hello", " world"])
         return Reply(
             json={
                 "output": {"message": {"role": "assistant", "content": [{"text": "Hello world"}]}},
@@ -68,6 +73,10 @@ class FakeBedrock(FakeProvider):
                 "usage": {"inputTokens": 1, "outputTokens": 2, "totalTokens": 3},
             }
         )
+
+
+    def stream_reply(self, texts: list[str]) -> Reply:
+        return Reply(chunks=eventstream.converse_stream(texts), content_type="application/vnd.amazon.eventstream")
 
 
 class BedrockSuite(ProviderSuite):
@@ -110,6 +119,7 @@ class TestBedrockCompletion(BedrockSuite):
         "model": "anthropic.claude-3-haiku-20240307-v1:0",
     }
     task_settings = {"max_new_tokens": 64, "temperature": 0.5, "top_k": 3}
+    streams = True
 
 
 async def test_completion_body(aiohttp_server: Any) -> None:
@@ -158,3 +168,91 @@ def test_provider_validation() -> None:
         "[provider] must be one of [ai21labs, amazontitan, anthropic, cohere, meta, mistral]" in caught.value.reason
     )
     assert SECRET not in caught.value.reason
+
+
+# -- Converse Stream -------------------------------------------------------------------------------
+
+
+async def _streaming(aiohttp_server: Any) -> tuple[FakeBedrock, Any, Any]:
+    fake = FakeBedrock()
+    await fake.start(aiohttp_server)
+    service = make_service(AmazonBedrockService, fake)
+    endpoint = make_endpoint(service, TaskType.COMPLETION, TestBedrockCompletion.settings, {"max_new_tokens": 10})
+    return fake, service, endpoint
+
+
+async def test_stream_request_and_frames_split_anywhere(aiohttp_server: Any) -> None:
+    fake, service, endpoint = await _streaming(aiohttp_server)
+    raw = b"".join(eventstream.converse_stream(["Elastic", " is", " fun"]))
+    fake.queue(Reply(chunks=[raw[i : i + 7] for i in range(0, len(raw), 7)], content_type="application/vnd.amazon.eventstream"))
+    try:
+        events = await harness.collect(service.stream(endpoint, {"input": ["hi"], "task_settings": {"temperature": 0.1}}))
+    finally:
+        await service.close()
+    assert events == [{"completion": [{"delta": "Elastic"}]}, {"completion": [{"delta": " is"}]}, {"completion": [{"delta": " fun"}]}]
+    call = fake.calls[0]
+    assert call.raw_path == "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream"
+    assert call.json == {
+        "messages": [{"role": "user", "content": [{"text": "hi"}]}],
+        "inferenceConfig": {"maxTokens": 10, "temperature": 0.1},
+    }
+
+
+async def test_stream_exception_mid_way(aiohttp_server: Any) -> None:
+    fake, service, endpoint = await _streaming(aiohttp_server)
+    frames = eventstream.converse_stream(["Hello"])[:2]
+    frames.append(eventstream.exception("throttlingException", f"Too many tokens, please wait ({SECRET})"))
+    fake.queue(Reply(chunks=frames, content_type="application/vnd.amazon.eventstream"))
+    received, err = await harness.events_until_error(service, endpoint, {"input": "hi"})
+    assert received == [{"completion": [{"delta": "Hello"}]}]
+    assert (err.status, err.type) == (500, "throttling_exception")
+    assert err.reason.startswith("Too many tokens, please wait") and SECRET not in err.reason
+
+
+async def test_stream_model_error_names_the_exception(aiohttp_server: Any) -> None:
+    fake, service, endpoint = await _streaming(aiohttp_server)
+    fake.queue(
+        Reply(
+            chunks=[eventstream.exception("modelStreamErrorException", "The model failed")],
+            content_type="application/vnd.amazon.eventstream",
+        )
+    )
+    received, err = await harness.events_until_error(service, endpoint, {"input": "hi"})
+    assert received == [] and (err.type, err.reason) == ("model_stream_error_exception", "The model failed")
+
+
+async def test_stream_corrupt_frame_is_a_clear_error(aiohttp_server: Any) -> None:
+    fake, service, endpoint = await _streaming(aiohttp_server)
+    good = eventstream.converse_stream(["Hello"])
+    broken = bytearray(good[2])
+    broken[-5] ^= 0xFF  # payload byte: the message checksum no longer matches
+    fake.queue(Reply(chunks=[good[0], good[1], bytes(broken)], content_type="application/vnd.amazon.eventstream"))
+    received, err = await harness.events_until_error(service, endpoint, {"input": "hi"})
+    assert received == [{"completion": [{"delta": "Hello"}]}]
+    assert err.status == 500 and "invalid event stream" in err.reason
+
+
+async def test_stream_http_error_before_start(aiohttp_server: Any) -> None:
+    fake, service, endpoint = await _streaming(aiohttp_server)
+    fake.queue(Reply(status=400, json={"message": "Malformed input request"}))
+    received, err = await harness.events_until_error(service, endpoint, {"input": "hi"})
+    assert received == [] and err.status == 400 and "Malformed input request" in err.reason
+
+
+async def test_stream_cancel_closes_upstream(aiohttp_server: Any) -> None:
+    fake, service, endpoint = await _streaming(aiohttp_server)
+    frames = eventstream.converse_stream(["Hello"] + [" more"] * 200)
+    fake.queue(Reply(chunks=frames, content_type="application/vnd.amazon.eventstream"))
+    first = await harness.first_then_close(fake, service, endpoint, {"input": "hi"})
+    assert first == {"completion": [{"delta": "Hello"}]} and fake.disconnects == 1
+
+
+def test_embeddings_do_not_stream() -> None:
+    service = AmazonBedrockService(None)
+    endpoint = make_endpoint(service, TaskType.TEXT_EMBEDDING, TestBedrockTitanEmbeddings.settings)
+    with pytest.raises(EsError) as caught:
+        service.stream(endpoint, {"input": "hi"})
+    assert caught.value.status == 405
+    assert caught.value.reason == (
+        "Streaming is not allowed for service [amazonbedrock] and task [text_embedding]. Supported tasks: [completion]"
+    )

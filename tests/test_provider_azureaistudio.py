@@ -31,11 +31,15 @@ class FakeAiStudio(FakeOpenAi):
                 return f"unexpected fields {sorted(body)}"
             return None if body["messages"][0]["role"] == "user" else "bad messages"
         if call.path == "/score":
+            if set(body) - {"input_data", "stream"} or body.get("stream", True) is not True:
+                return f"unexpected fields {sorted(body)}"
             return None if body["input_data"]["input_string"][0]["role"] == "user" else "bad realtime body"
         return f"unknown path {call.path}"
 
     def answer(self, call: Call) -> Reply:
         if call.path == "/score":
+            if call.json.get("stream"):
+                return self.stream_reply(["Hello", " world"])
             return Reply(json={"output": "Hello world"})
         return super().answer(call)
 
@@ -62,18 +66,19 @@ class TestAiStudioCompletion(AiStudioSuite):
 class TestAiStudioRealtimeCompletion(AiStudioSuite):
     task = TaskType.COMPLETION
     settings = {"api_key": SECRET, "target": "{url}/score", "provider": "databricks", "endpoint_type": "realtime"}
+    streams = True
 
 
-async def test_completion_parameters(aiohttp_server: Any) -> None:
+async def _realtime(aiohttp_server: Any, task_settings: dict[str, Any]) -> tuple[FakeAiStudio, Any, Any]:
     fake = FakeAiStudio()
     await fake.start(aiohttp_server)
     service = make_service(AzureAiStudioService, fake)
-    endpoint = make_endpoint(
-        service,
-        TaskType.COMPLETION,
-        {"api_key": SECRET, "target": f"{fake.url}/score", "provider": "meta", "endpoint_type": "realtime"},
-        {"do_sample": True, "max_new_tokens": 8},
-    )
+    settings = {"api_key": SECRET, "target": f"{fake.url}/score", "provider": "meta", "endpoint_type": "realtime"}
+    return fake, service, make_endpoint(service, TaskType.COMPLETION, settings, task_settings)
+
+
+async def test_completion_parameters(aiohttp_server: Any) -> None:
+    fake, service, endpoint = await _realtime(aiohttp_server, {"do_sample": True, "max_new_tokens": 8})
     try:
         assert (await service.complete(endpoint, ["hi"], {"top_p": 0.5}))[0].result == "Hello world"
     finally:
@@ -83,6 +88,23 @@ async def test_completion_parameters(aiohttp_server: Any) -> None:
             "input_string": [{"content": "hi", "role": "user"}],
             "parameters": {"top_p": 0.5, "do_sample": True, "max_new_tokens": 8},
         }
+    }
+
+
+async def test_realtime_stream_body(aiohttp_server: Any) -> None:
+    fake, service, endpoint = await _realtime(aiohttp_server, {"max_new_tokens": 8})
+    try:
+        events = [e async for e in service.stream(endpoint, {"input": ["hi", "there"]})]
+    finally:
+        await service.close()
+    assert "".join(d["delta"] for e in events for d in e["completion"]) == "Hello world"
+    assert fake.problems == []
+    assert fake.calls[0].json == {
+        "input_data": {
+            "input_string": [{"content": "hi", "role": "user"}, {"content": "there", "role": "user"}],
+            "parameters": {"max_new_tokens": 8},
+        },
+        "stream": True,
     }
 
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import _common as common
+from . import _config as cfg
 from .base import Completion, DenseEmbeddings, Endpoint, InputType, RankedDoc, SparseEmbedding, TaskType
 from .http import HttpRequest, MalformedResponse, RemoteService, float_vectors, ranked_docs, require
 from .registry import register
@@ -47,6 +48,25 @@ class AlibabaCloudAiSearchService(RemoteService):
     display_name = "AlibabaCloud AI Search"
     task_types = (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING, TaskType.RERANK, TaskType.COMPLETION)
     default_rpm = {t: 1000 for t in task_types}
+    configuration = cfg.configuration(
+        cfg.api_key(task_types, "A valid API key for the AlibabaCloud AI Search API."),
+        cfg.rate_limit(task_types),
+        service_id=cfg.field(
+            "Project ID", "The name of the model service to use for the {infer} task.", task_types, required=True
+        ),
+        host=cfg.field(
+            "Host",
+            "The name of the host address used for the {infer} task. You can find the host address at "
+            "https://opensearch.console.aliyun.com/cn-shanghai/rag/api-key[ the API keys section] "
+            "of the documentation.",
+            task_types,
+            required=True,
+        ),
+        http_schema=cfg.field("HTTP Schema", "", task_types, required=True),
+        workspace=cfg.field(
+            "Workspace", "The name of the workspace used for the {infer} task.", task_types, required=True
+        ),
+    )
     batch_size = 32
 
     def read_service_settings(self, task_type: TaskType, ss: SettingsReader) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Amazon Bedrock: ``text_embedding`` (InvokeModel) and ``completion`` (Converse API).
+"""Amazon Bedrock: ``text_embedding`` (InvokeModel) and ``completion`` (Converse API; streamed
+with the Converse Stream API).
 
 Elasticsearch's settings: secrets ``access_key`` and ``secret_key``; ``service_settings``
 ``region``, ``provider``, ``model`` (all required), embeddings ``dimensions``, ``similarity``,
@@ -8,21 +9,41 @@ Elasticsearch's settings: secrets ``access_key`` and ``secret_key``; ``service_s
 Providers: ``amazontitan`` and ``cohere`` embed; ``anthropic``, ``ai21labs``, ``amazontitan``,
 ``cohere``, ``meta`` and ``mistral`` complete. Requests are signed with AWS Signature V4
 (botocore's signer) for the ``bedrock`` service and go to
-``https://bedrock-runtime.{region}.amazonaws.com/model/{model}/{invoke|converse}``; that base
-can be replaced with ``ServiceContext.extras["provider_urls"]["amazonbedrock"]`` or
+``https://bedrock-runtime.{region}.amazonaws.com/model/{model}/{invoke|converse|converse-stream}``;
+that base can be replaced with ``ServiceContext.extras["provider_urls"]["amazonbedrock"]`` or
 ``SIDECAR_PROVIDER_URL_AMAZONBEDROCK``.
+
+A streamed completion arrives as AWS's binary ``application/vnd.amazon.eventstream`` (decoded by
+botocore's event-stream parser). As in Elasticsearch, every ``contentBlockDelta`` event becomes
+one ``{"completion":[{"delta": text}]}`` event and the other events are skipped; an exception
+the stream reports (``throttlingException``, ``modelStreamErrorException``, …) ends it with a
+500 error named after the exception (``throttling_exception``) carrying AWS's message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import re
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import status_exception
+import orjson
+
+from ..errors import EsError, status_exception
 from . import _common as common
+from . import _config as cfg
 from .base import Completion, DenseEmbeddings, Endpoint, InputType, TaskType
-from .http import ErrorPolicy, HttpRequest, MalformedResponse, RemoteService, float_vectors, require
+from .http import (
+    ErrorPolicy,
+    HttpRequest,
+    MalformedResponse,
+    Redactor,
+    RemoteService,
+    float_vectors,
+    malformed,
+    require,
+)
 from .registry import register
 from .settings import SettingsReader
 
@@ -37,6 +58,7 @@ COHERE_INPUT_TYPES = {
 # Elasticsearch's defaults per embedding provider.
 DEFAULT_SIMILARITY = {"amazontitan": "cosine", "cohere": "dot_product"}
 POLICY = ErrorPolicy()
+EVENT_STREAM = "application/vnd.amazon.eventstream"
 
 
 @register
@@ -44,8 +66,24 @@ class AmazonBedrockService(RemoteService):
     name = "amazonbedrock"
     display_name = "Amazon Bedrock"
     task_types = (TaskType.TEXT_EMBEDDING, TaskType.COMPLETION)
+    streaming_tasks = (TaskType.COMPLETION,)
     secret_keys = ("access_key", "secret_key")
     default_rpm = {t: 240 for t in task_types}
+    configuration = cfg.configuration(
+        cfg.rate_limit(
+            task_types, "By default, the amazonbedrock service sets the number of requests allowed per minute to 240."
+        ),
+        provider=cfg.field("Provider", "The model provider for your deployment.", task_types, required=True),
+        model=cfg.field(
+            "Model", "The base model ID or an ARN to a custom model based on a foundational model.", task_types,
+            required=True,
+        ),
+        region=cfg.field("Region", "The region that your model or ARN is deployed in.", task_types, required=True),
+        access_key=cfg.secret(
+            "Access Key", "A valid AWS access key that has permissions to use Amazon Bedrock.", task_types
+        ),
+        secret_key=cfg.secret("Secret Key", "A valid AWS secret key that is paired with the access_key.", task_types),
+    )
 
     def read_service_settings(self, task_type: TaskType, ss: SettingsReader) -> dict[str, Any]:
         region = ss.string("region", required=True)
@@ -73,7 +111,9 @@ class AmazonBedrockService(RemoteService):
         return common.secrets(ss, required=("access_key", "secret_key"))
 
     # -- requests ----------------------------------------------------------------------------
-    def _request(self, endpoint: Endpoint, action: str, body: dict[str, Any]) -> HttpRequest:
+    def _request(
+        self, endpoint: Endpoint, action: str, body: dict[str, Any], accept: str = "application/json"
+    ) -> HttpRequest:
         settings = endpoint.service_settings
         region = settings["region"]
         base = self.base_url(f"https://bedrock-runtime.{region}.amazonaws.com")
@@ -92,7 +132,7 @@ class AmazonBedrockService(RemoteService):
         return HttpRequest(
             url,
             json=body,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            headers={"Content-Type": "application/json", "Accept": accept},
             prepare=sign,
             encoded=True,
         )
@@ -141,18 +181,7 @@ class AmazonBedrockService(RemoteService):
         task_settings: dict[str, Any],
         timeout: float | None = None,
     ) -> list[Completion]:
-        if endpoint.service_settings.get("provider") not in PROVIDERS:
-            raise status_exception(400, "Unknown Amazon Bedrock provider")
-        settings = self.effective_task_settings(endpoint, task_settings)
-        config: dict[str, Any] = {}
-        for key, name in (("max_new_tokens", "maxTokens"), ("temperature", "temperature"), ("top_p", "topP")):
-            if settings.get(key) is not None:
-                config[name] = settings[key]
-        body: dict[str, Any] = {"messages": [{"role": "user", "content": [{"text": text} for text in inputs]}]}
-        if config:
-            body["inferenceConfig"] = config
-        if settings.get("top_k") is not None:
-            body["additionalModelRequestFields"] = {"top_k": settings["top_k"]}
+        body = self._converse_body(endpoint, inputs, self.effective_task_settings(endpoint, task_settings))
 
         def parse(obj: Any) -> list[Completion]:
             context = "Amazon Bedrock converse response"
@@ -163,3 +192,78 @@ class AmazonBedrockService(RemoteService):
             return [Completion("".join(texts))]
 
         return await self.call(endpoint, self._request(endpoint, "converse", body), parse, timeout=timeout, policy=POLICY)
+
+    def _converse_body(self, endpoint: Endpoint, inputs: Sequence[str], settings: dict[str, Any]) -> dict[str, Any]:
+        if endpoint.service_settings.get("provider") not in PROVIDERS:
+            raise status_exception(400, "Unknown Amazon Bedrock provider")
+        config: dict[str, Any] = {}
+        for key, name in (("max_new_tokens", "maxTokens"), ("temperature", "temperature"), ("top_p", "topP")):
+            if settings.get(key) is not None:
+                config[name] = settings[key]
+        body: dict[str, Any] = {"messages": [{"role": "user", "content": [{"text": text} for text in inputs]}]}
+        if config:
+            body["inferenceConfig"] = config
+        if settings.get("top_k") is not None:
+            body["additionalModelRequestFields"] = {"top_k": settings["top_k"]}
+        return body
+
+    def stream_completion(
+        self, endpoint: Endpoint, inputs: list[str], task_settings: dict[str, Any], timeout: float | None
+    ) -> AsyncIterator[dict[str, Any]]:
+        body = self._converse_body(endpoint, inputs, task_settings)  # bad input fails before any event
+        request = self._request(endpoint, "converse-stream", body, accept=EVENT_STREAM)
+        return self._converse_stream(endpoint, request, timeout)
+
+    async def _converse_stream(
+        self, endpoint: Endpoint, request: HttpRequest, timeout: float | None
+    ) -> AsyncIterator[dict[str, Any]]:
+        from botocore.eventstream import EventStreamBuffer, ParserError
+
+        buffer = EventStreamBuffer()
+        chunks = self.http.stream_chunks(
+            endpoint, request, timeout=timeout, policy=POLICY, default_rpm=self.rpm(endpoint.task_type)
+        )
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                buffer.add_data(chunk)
+                try:
+                    messages = list(buffer)
+                except ParserError as exc:
+                    raise malformed(endpoint, MalformedResponse(f"invalid event stream: {exc}")) from None
+                for message in messages:
+                    text = converse_stream_delta(endpoint, message.headers, message.payload)
+                    if text is not None:
+                        yield {"completion": [{"delta": text}]}
+
+
+def converse_stream_delta(endpoint: Endpoint, headers: dict[str, Any], payload: bytes) -> str | None:
+    """The text of one Converse Stream message (None for the events that carry none); an
+    exception or error message raises Elasticsearch's error for it."""
+    kind = headers.get(":message-type", "event")
+    if kind == "event":
+        if headers.get(":event-type") != "contentBlockDelta":
+            return None
+        try:
+            delta = orjson.loads(payload).get("delta")
+        except (orjson.JSONDecodeError, AttributeError) as exc:
+            raise malformed(endpoint, exc) from None
+        text = delta.get("text") if isinstance(delta, dict) else None
+        return text if isinstance(text, str) else None
+    if kind == "exception":
+        name = str(headers.get(":exception-type") or "unknownException")
+        try:
+            message = orjson.loads(payload).get("message")
+        except (orjson.JSONDecodeError, AttributeError):
+            message = None
+    else:  # "error"
+        name = str(headers.get(":error-code") or "unknownError")
+        message = headers.get(":error-message")
+    reason = message if isinstance(message, str) and message else name
+    raise EsError(500, _exception_name(name), Redactor(endpoint.secrets)(reason))
+
+
+def _exception_name(aws_name: str) -> str:
+    """``throttlingException`` -> ``throttling_exception`` (how Elasticsearch names the AWS
+    SDK exception in an error body)."""
+    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", aws_name).lower()
+    return name if name.endswith("exception") else f"{name}_exception"

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from . import _common as common
+from . import _config as cfg
 from .base import Completion, Endpoint, TaskType
 from .http import (
     SERVER_BUSY,
@@ -54,6 +55,17 @@ class AnthropicService(RemoteService):
     task_types = (TaskType.COMPLETION,)
     streaming_tasks = (TaskType.COMPLETION,)
     default_rpm = {TaskType.COMPLETION: 50}
+    configuration = cfg.configuration(
+        cfg.model_id(task_types),
+        cfg.api_key(task_types),
+        cfg.rate_limit(
+            task_types, "By default, the anthropic service sets the number of requests allowed per minute to 50."
+        ),
+        max_tokens=cfg.field(
+            "Max Tokens", "The maximum number of tokens to generate before stopping.", task_types, type="int",
+            required=True,
+        ),
+    )
 
     def read_service_settings(self, task_type: TaskType, ss: SettingsReader) -> dict[str, Any]:
         return {

@@ -1,5 +1,5 @@
 """Azure AI Studio (Azure AI Foundry deployments): ``text_embedding`` and ``completion``
-(streamed on ``token`` endpoints).
+(streamed).
 
 Elasticsearch's settings: ``service_settings`` ``api_key`` (secret), ``target`` (the deployment
 URL), ``provider`` (``openai``, ``cohere``, ``mistral``, ``meta``, ``microsoft_phi``,
@@ -11,15 +11,19 @@ URL), ``provider`` (``openai``, ``cohere``, ``mistral``, ``meta``, ``microsoft_p
 Requests go to ``target`` itself for the ``openai`` provider and realtime endpoints, otherwise
 to ``target`` + ``/v1/embeddings`` or ``/v1/chat/completions``. Auth: ``api-key`` header for
 ``openai``, ``Authorization: Bearer`` for realtime endpoints, ``Authorization: <key>`` otherwise.
+
+Streaming works as in Elasticsearch for both endpoint types: the body (``messages`` for token
+endpoints, ``input_data`` for realtime ones) gets ``"stream": true`` at its top level and the
+answer is read as OpenAI-style server-sent ``chat.completion.chunk`` events.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from ..errors import status_exception
 from . import _common as common
+from . import _config as cfg
 from ._openai_compat import OpenAiStyle, parse_completion, user_messages
 from .base import Completion, Endpoint, TaskType
 from .http import HttpRequest, require
@@ -49,6 +53,18 @@ class AzureAiStudioService(OpenAiStyle):
     task_types = (TaskType.TEXT_EMBEDDING, TaskType.COMPLETION)
     streaming_tasks = (TaskType.COMPLETION,)
     default_rpm = {t: 240 for t in task_types}
+    configuration = cfg.configuration(
+        cfg.api_key(task_types),
+        cfg.rate_limit(task_types),
+        target=cfg.field(
+            "Target", "The target URL of your Azure AI Studio model deployment.", task_types, required=True
+        ),
+        endpoint_type=cfg.field(
+            "Endpoint Type", "Specifies the type of endpoint that is used in your model deployment.", task_types,
+            required=True,
+        ),
+        provider=cfg.field("Provider", "The model provider for your deployment.", task_types, required=True),
+    )
     request_model_wins = False
 
     def read_service_settings(self, task_type: TaskType, ss: SettingsReader) -> dict[str, Any]:
@@ -147,10 +163,3 @@ class AzureAiStudioService(OpenAiStyle):
 
         request = self._completion_request(endpoint, inputs, settings, stream=False)
         return await self.call(endpoint, request, parse, timeout=timeout, policy=self.policy)
-
-    def stream_completion(
-        self, endpoint: Endpoint, inputs: list[str], task_settings: dict[str, Any], timeout: float | None
-    ) -> AsyncIterator[dict[str, Any]]:
-        if endpoint.service_settings["endpoint_type"] != "token":
-            raise status_exception(405, f"Streaming is not allowed for service [{self.name}] with realtime endpoints.")
-        return super().stream_completion(endpoint, inputs, task_settings, timeout)

@@ -21,12 +21,14 @@ from yarl import URL
 
 from ..errors import validation
 from . import _common as common
+from . import _config as cfg
 from ._openai_compat import OpenAiStyle
 from .base import Endpoint, TaskType
 from .registry import register
 from .settings import SettingsReader
 
 PATHS = {"embeddings": "embeddings", "chat": "chat/completions"}
+ONE_OF_SECRETS = "You must provide either an API key or an Entra ID."
 
 
 @register
@@ -37,6 +39,20 @@ class AzureOpenAiService(OpenAiStyle):
     streaming_tasks = (TaskType.COMPLETION,)
     secret_keys = ("api_key", "entra_id")
     default_rpm = {TaskType.TEXT_EMBEDDING: 1440, TaskType.COMPLETION: 120}
+    configuration = cfg.configuration(
+        cfg.rate_limit(
+            task_types,
+            "The azureopenai service sets a default number of requests allowed per minute depending on the task type.",
+        ),
+        resource_name=cfg.field("Resource Name", "The name of your Azure OpenAI resource.", task_types, required=True),
+        api_version=cfg.field("API Version", "The Azure API version ID to use.", task_types, required=True),
+        deployment_id=cfg.field(
+            "Deployment ID", "The deployment name of your deployed models.", task_types, required=True
+        ),
+        # Exactly one of the two is needed, so neither is required on its own.
+        api_key=cfg.secret("API Key", ONE_OF_SECRETS, task_types, required=False),
+        entra_id=cfg.secret("Entra ID", ONE_OF_SECRETS, task_types, required=False),
+    )
     batch_size = 16
     request_model_wins = False
 

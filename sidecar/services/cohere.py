@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from . import _common as common
+from . import _config as cfg
 from .base import Completion, DenseEmbeddings, Endpoint, InputType, RankedDoc, TaskType
 from .http import (
     AUTHENTICATION,
@@ -77,6 +78,7 @@ class CohereService(RemoteService):
     task_types = (TaskType.TEXT_EMBEDDING, TaskType.RERANK, TaskType.COMPLETION)
     streaming_tasks = (TaskType.COMPLETION,)
     default_rpm = {t: 10_000 for t in task_types}
+    configuration = cfg.configuration(cfg.model_id(task_types), cfg.api_key(task_types), cfg.rate_limit(task_types))
     batch_size = 96
 
     # -- settings ----------------------------------------------------------------------------

@@ -11,12 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from . import _common as common
+from . import _config as cfg
 from ._openai_compat import OpenAiStyle
 from .base import Endpoint, TaskType
 from .registry import register
 from .settings import SettingsReader
 
 DEFAULT_BASE = "https://api.deepseek.com"
+DEFAULT_URL = DEFAULT_BASE + "/chat/completions"
 
 
 @register
@@ -24,6 +26,15 @@ class DeepSeekService(OpenAiStyle):
     name = "deepseek"
     display_name = "DeepSeek"
     task_types = (TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
+    configuration = cfg.configuration(
+        cfg.model_id(task_types),
+        cfg.api_key(
+            task_types,
+            "The DeepSeek API authentication key. For more details about generating DeepSeek API keys, "
+            "refer to https://api-docs.deepseek.com.",
+        ),
+        url=cfg.field("URL", "The URL endpoint to use for the requests.", task_types, default=DEFAULT_URL),
+    )
     streaming_tasks = (TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
     max_tokens_field = "max_tokens"
 

@@ -19,6 +19,7 @@ from typing import Any
 from yarl import URL
 
 from . import _common as common
+from . import _config as cfg
 from .base import Completion, DenseEmbeddings, Endpoint, InputType, TaskType
 from .http import (
     SERVER_BUSY,
@@ -62,6 +63,9 @@ class GoogleAiStudioService(RemoteService):
     task_types = (TaskType.TEXT_EMBEDDING, TaskType.COMPLETION)
     streaming_tasks = (TaskType.COMPLETION,)
     default_rpm = {t: 360 for t in task_types}
+    configuration = cfg.configuration(
+        cfg.model_id(task_types, "ID of the LLM you're using."), cfg.api_key(task_types), cfg.rate_limit(task_types)
+    )
     batch_size = 100
 
     def read_service_settings(self, task_type: TaskType, ss: SettingsReader) -> dict[str, Any]:

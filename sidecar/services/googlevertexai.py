@@ -1,11 +1,13 @@
-"""Google Vertex AI: ``text_embedding`` and ``rerank``.
+"""Google Vertex AI: ``text_embedding``, ``rerank``, and (Gemini models) ``completion`` and
+``chat_completion``, both streamed.
 
 Elasticsearch's settings: secret ``service_account_json`` (the key file's JSON text);
 embeddings ``service_settings`` ``location``, ``project_id``, ``model_id`` (required),
 ``max_input_tokens``, ``dimensions``, ``similarity`` (default ``dot_product``), ``rate_limit``
 (30000 a minute) and ``task_settings`` ``auto_truncate``, ``input_type``; rerank
 ``service_settings`` ``project_id`` (required), ``model_id``, ``rate_limit`` (300 a minute) and
-``task_settings`` ``top_n``.
+``task_settings`` ``top_n``; completion and chat completion ``service_settings`` ``location``,
+``project_id``, ``model_id`` (required), ``rate_limit`` (1000 a minute), no ``task_settings``.
 
 Authentication: the service account signs a JWT (google-auth's signer) that is exchanged at the
 key's ``token_uri`` for an OAuth access token (scope ``cloud-platform``), cached until shortly
@@ -14,32 +16,47 @@ before it expires and sent as ``Authorization: Bearer``.
 Requests: embeddings ``https://{location}-aiplatform.googleapis.com/v1/projects/{project}/
 locations/{location}/publishers/google/models/{model}:predict``; rerank
 ``https://discoveryengine.googleapis.com/v1/projects/{project}/locations/global/rankingConfigs/
-default_ranking_config:rank``. Both hosts can be replaced with
+default_ranking_config:rank``; completion ``https://{location}-aiplatform.googleapis.com/v1/
+projects/{project}/locations/global/publishers/google/models/{model}:generateContent`` (streamed:
+``:streamGenerateContent?alt=sse``), as Elasticsearch builds it. The hosts can be replaced with
 ``ServiceContext.extras["provider_urls"]["googlevertexai"]`` or
 ``SIDECAR_PROVIDER_URL_GOOGLEVERTEXAI``.
+
+Completion inputs go up as one ``user`` message each; a chat request is translated to Gemini's
+format (see ``_gemini``) with the request's ``model`` replacing the endpoint's. Gemini's answers
+come back as ``chat.completion.chunk`` events for ``chat_completion`` and as text deltas for a
+streamed ``completion``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import orjson
 
 from ..errors import status_exception
 from . import _common as common
-from .base import DenseEmbeddings, Endpoint, InputType, RankedDoc, TaskType
+from . import _config as cfg
+from . import _gemini as gemini
+from .base import Completion, DenseEmbeddings, Endpoint, InputType, RankedDoc, TaskType
 from .http import (
     SERVER_BUSY,
     ErrorPolicy,
     HttpRequest,
+    MalformedResponse,
     RemoteService,
     TokenCache,
     float_vectors,
+    json_event,
+    malformed,
     ranked_docs,
     require,
+    sse_events,
+    stream_error,
     token_lifetime,
 )
 from .registry import register
@@ -115,9 +132,34 @@ class AccessTokens:
 class GoogleVertexAiService(RemoteService):
     name = "googlevertexai"
     display_name = "Google Vertex AI"
-    task_types = (TaskType.TEXT_EMBEDDING, TaskType.RERANK)
+    task_types = (TaskType.TEXT_EMBEDDING, TaskType.RERANK, TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
+    streaming_tasks = (TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
     secret_keys = ("service_account_json",)
-    default_rpm = {TaskType.TEXT_EMBEDDING: 30_000, TaskType.RERANK: 300}
+    default_rpm = {
+        TaskType.TEXT_EMBEDDING: 30_000,
+        TaskType.RERANK: 300,
+        TaskType.COMPLETION: 1000,
+        TaskType.CHAT_COMPLETION: 1000,
+    }
+    configuration = cfg.configuration(
+        cfg.model_id(task_types, "ID of the LLM you're using."),
+        cfg.rate_limit(task_types),
+        location=cfg.field(
+            "GCP Region",
+            "Please provide the GCP region where the Vertex AI API(s) is enabled. "
+            "For more information, refer to the {geminiVertexAIDocs}.",
+            [t for t in task_types if t != TaskType.RERANK],
+            required=True,
+        ),
+        project_id=cfg.field(
+            "GCP Project",
+            "The GCP Project ID which has Vertex AI API(s) enabled. For more information "
+            "on the URL, refer to the {geminiVertexAIDocs}.",
+            task_types,
+            required=True,
+        ),
+        service_account_json=cfg.secret("Credentials JSON", cfg.API_KEY_DESCRIPTION, task_types),
+    )
     batch_size = 250
 
     def __init__(self, context: Any = None) -> None:
@@ -134,6 +176,13 @@ class GoogleVertexAiService(RemoteService):
         location = ss.string("location", required=True)
         project_id = ss.string("project_id", required=True)
         model_id = ss.string("model_id", required=True)
+        if task_type in (TaskType.COMPLETION, TaskType.CHAT_COMPLETION):
+            return {
+                "project_id": project_id,
+                "location": location,
+                "model_id": model_id,
+                "rate_limit": common.rate_limit(ss, self.name, self.rpm(task_type)),
+            }
         max_input_tokens = ss.integer("max_input_tokens", positive=True)
         similarity = common.similarity(ss)
         dimensions = ss.integer("dimensions", positive=True)
@@ -151,6 +200,8 @@ class GoogleVertexAiService(RemoteService):
     def read_task_settings(self, task_type: TaskType, ts: SettingsReader) -> dict[str, Any]:
         if task_type == TaskType.RERANK:
             return {"top_n": ts.integer("top_n", positive=True)}
+        if task_type != TaskType.TEXT_EMBEDDING:
+            return {}
         return {"auto_truncate": ts.boolean("auto_truncate"), "input_type": ts.enum("input_type", TASK_TYPES)}
 
     def read_secrets(self, task_type: TaskType, ss: SettingsReader) -> dict[str, str]:
@@ -234,3 +285,61 @@ class GoogleVertexAiService(RemoteService):
 
         request = HttpRequest(url, json=body, prepare=await self._authorized(endpoint))
         return await self.call(endpoint, request, parse, timeout=timeout, policy=POLICY)
+
+    # -- completion and chat completion (Gemini) --------------------------------------------
+    async def _gemini_request(self, endpoint: Endpoint, request: dict[str, Any], stream: bool) -> HttpRequest:
+        settings = endpoint.service_settings
+        location, project = settings["location"], settings["project_id"]
+        model = request.get("model") or settings["model_id"]
+        action = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        url = (
+            f"{self.base_url(f'https://{location}-aiplatform.googleapis.com')}/v1/projects/{project}"
+            f"/locations/global/publishers/google/models/{model}:{action}"
+        )
+        return HttpRequest(url, json=gemini.request_body(request), prepare=await self._authorized(endpoint))
+
+    @staticmethod
+    def _completion_request(inputs: Sequence[str]) -> dict[str, Any]:
+        return {"messages": [{"role": "user", "content": text} for text in inputs]}
+
+    async def complete(
+        self, endpoint: Endpoint, inputs: Sequence[str], task_settings: dict[str, Any], timeout: float | None = None
+    ) -> list[Completion]:
+        def parse(obj: Any) -> list[Completion]:
+            require(obj, "candidates", list, "Google Vertex AI completion response")
+            return [Completion(text) for text in gemini.texts_of(obj)]
+
+        request = await self._gemini_request(endpoint, self._completion_request(inputs), stream=False)
+        return await self.call(endpoint, request, parse, timeout=timeout, policy=POLICY)
+
+    def stream_completion(
+        self, endpoint: Endpoint, inputs: list[str], task_settings: dict[str, Any], timeout: float | None
+    ) -> AsyncIterator[dict[str, Any]]:
+        return self._gemini_stream(endpoint, self._completion_request(inputs), timeout, chat=False)
+
+    def stream_chat(
+        self, endpoint: Endpoint, request: dict[str, Any], timeout: float | None
+    ) -> AsyncIterator[dict[str, Any]]:
+        gemini.request_body(request)  # refuse what Gemini cannot take before the stream starts
+        return self._gemini_stream(endpoint, request, timeout, chat=True)
+
+    async def _gemini_stream(
+        self, endpoint: Endpoint, request: dict[str, Any], timeout: float | None, *, chat: bool
+    ) -> AsyncIterator[dict[str, Any]]:
+        upstream = await self._gemini_request(endpoint, request, stream=True)
+        lines = self.lines(endpoint, upstream, timeout=timeout, policy=POLICY)
+        async with contextlib.aclosing(lines):
+            async for event in sse_events(lines):
+                data = json_event(endpoint, event.data)
+                if isinstance(data, dict) and data.get("error"):
+                    raise stream_error(endpoint, data)
+                try:
+                    chunk = gemini.chat_chunk_of(data)
+                except MalformedResponse as exc:
+                    raise malformed(endpoint, exc) from None
+                if chat:
+                    yield chunk
+                    continue
+                deltas = [c["delta"]["content"] for c in chunk.get("choices", []) if c["delta"].get("content")]
+                if deltas:
+                    yield {"completion": [{"delta": d} for d in deltas]}

@@ -14,8 +14,8 @@
 * Malformed responses become a clear 500 error, never a crash or a half result.
 * "Content too large" answers are retried once with every input cut in half, as
   Elasticsearch does; the result reports which inputs were truncated.
-* SSE and NDJSON line readers for streamed responses; closing the iterator (or cancelling
-  the task that reads it) closes the upstream connection.
+* Raw, line, SSE and NDJSON readers for streamed responses; closing the iterator (or
+  cancelling the task that reads it) closes the upstream connection.
 
 Tuning (all in seconds): ``ServiceContext.extras["http"]`` (a dict or :class:`HttpOptions`) or
 the environment variables ``SIDECAR_HTTP_RETRY_INITIAL_DELAY``, ``SIDECAR_HTTP_RETRY_MAX_DELAY``,
@@ -641,7 +641,7 @@ class HttpClient:
             raise _Retry(connection_error(endpoint, exc)) from None
 
     # -- streaming ---------------------------------------------------------------------------
-    async def stream_lines(
+    async def stream_chunks(
         self,
         endpoint: Endpoint,
         request: HttpRequest,
@@ -651,7 +651,8 @@ class HttpClient:
         default_rpm: int | None = None,
     ) -> AsyncIterator[bytes]:
         """Open a streamed response (retrying until it starts, within ``timeout``) and yield its
-        lines without line endings. Leaving the iteration early closes the upstream connection."""
+        body as it arrives, in pieces of any size. Leaving the iteration early closes the
+        upstream connection; a connection lost mid-way is Elasticsearch's "interrupted" 500."""
         bucket = self.bucket(endpoint, default_rpm)
 
         async def start() -> tuple[contextlib.AsyncExitStack, aiohttp.ClientResponse]:
@@ -677,19 +678,26 @@ class HttpClient:
             raise exc.error from None
         async with stack:
             try:
-                buffer = b""
                 async for chunk in resp.content.iter_any():
-                    buffer += chunk
-                    *lines, buffer = buffer.split(b"\n")
-                    for line in lines:
-                        yield line.rstrip(b"\r")
-                if buffer:
-                    yield buffer.rstrip(b"\r")
+                    yield chunk
             except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
                 raise stream_interrupted(endpoint, exc) from None
             finally:
                 if not resp.content.at_eof():
                     resp.close()
+
+    async def stream_lines(self, endpoint: Endpoint, request: HttpRequest, **options: Any) -> AsyncIterator[bytes]:
+        """:meth:`stream_chunks` (same keyword options) cut into lines without line endings."""
+        chunks = self.stream_chunks(endpoint, request, **options)
+        async with contextlib.aclosing(chunks):
+            buffer = b""
+            async for chunk in chunks:
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    yield line.rstrip(b"\r")
+            if buffer:
+                yield buffer.rstrip(b"\r")
 
 
 def connection_error(endpoint: Endpoint, exc: BaseException) -> EsError:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import _common as common
+from . import _config as cfg
 from ._openai_compat import OpenAiStyle
 from .base import DenseEmbeddings, Endpoint, InputType, RankedDoc, SparseEmbedding, TaskType
 from .http import (
@@ -100,6 +101,11 @@ class HuggingFaceService(OpenAiStyle):
     )
     streaming_tasks = (TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
     default_rpm = {t: 3000 for t in task_types}
+    configuration = cfg.configuration(
+        cfg.api_key(task_types),
+        cfg.rate_limit(task_types),
+        url=cfg.field("URL", "The URL endpoint to use for the requests.", task_types, required=True),
+    )
     default_similarity = "cosine"
     batch_size = 20
     max_tokens_field = "max_tokens"

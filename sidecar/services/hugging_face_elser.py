@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from . import _config as cfg
 from .base import Endpoint, InputType, SparseEmbedding, TaskType
 from .http import RemoteService
 from .hugging_face import elser_settings, sparse_embed
@@ -23,6 +24,11 @@ class HuggingFaceElserService(RemoteService):
     display_name = "Hugging Face ELSER"
     task_types = (TaskType.SPARSE_EMBEDDING,)
     default_rpm = {TaskType.SPARSE_EMBEDDING: 3000}
+    configuration = cfg.configuration(
+        cfg.api_key(task_types),
+        cfg.rate_limit(task_types),
+        url=cfg.field("URL", "The URL endpoint to use for the requests.", task_types, required=True),
+    )
     batch_size = 20
 
     def read_service_settings(self, task_type: TaskType, ss: SettingsReader) -> dict[str, Any]:

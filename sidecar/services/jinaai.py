@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import _common as common
+from . import _config as cfg
 from ._openai_compat import parse_embeddings
 from .base import DenseEmbeddings, Endpoint, InputType, RankedDoc, TaskType
 from .http import UNSUCCESSFUL, ErrorPolicy, HttpRequest, RemoteService
@@ -42,6 +43,18 @@ class JinaAiService(RemoteService):
     display_name = "Jina AI"
     task_types = (TaskType.TEXT_EMBEDDING, TaskType.RERANK)
     default_rpm = {t: 2000 for t in task_types}
+    configuration = cfg.configuration(
+        cfg.api_key(task_types),
+        cfg.model_id(task_types),
+        cfg.rate_limit(task_types),
+        dimensions=cfg.field(
+            "Dimensions",
+            "The number of dimensions the resulting embeddings should have. For more information refer to "
+            "https://api.jina.ai/redoc#tag/embeddings/operation/create_embedding_v1_embeddings_post.",
+            [TaskType.TEXT_EMBEDDING],
+            type="int",
+        ),
+    )
     batch_size = 2048
 
     def read_service_settings(self, task_type: TaskType, ss: SettingsReader) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _common as common
+from . import _config as cfg
 from ._openai_compat import OpenAiStyle
 from .base import Endpoint, TaskType
 from .registry import register
@@ -30,6 +31,16 @@ class MistralService(OpenAiStyle):
     task_types = (TaskType.TEXT_EMBEDDING, TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
     streaming_tasks = (TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
     default_rpm = {t: 240 for t in task_types}
+    configuration = cfg.configuration(
+        cfg.api_key(task_types),
+        cfg.model_id(
+            task_types,
+            "Refer to the Mistral models documentation for the list of available text embedding models.",
+            key="model",
+        ),
+        cfg.rate_limit(task_types),
+        cfg.max_input_tokens(task_types),
+    )
     batch_size = 16
     max_tokens_field = "max_tokens"
 

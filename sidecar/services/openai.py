@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _common as common
+from . import _config as cfg
 from ._openai_compat import OpenAiStyle
 from .base import Endpoint, TaskType
 from .registry import register
@@ -31,6 +32,25 @@ class OpenAiService(OpenAiStyle):
     task_types = (TaskType.TEXT_EMBEDDING, TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
     streaming_tasks = (TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
     default_rpm = {TaskType.TEXT_EMBEDDING: 3000, TaskType.COMPLETION: 500, TaskType.CHAT_COMPLETION: 500}
+    configuration = cfg.configuration(
+        cfg.api_key(
+            task_types,
+            "The OpenAI API authentication key. For more details about generating OpenAI API keys, "
+            "refer to the https://platform.openai.com/account/api-keys.",
+        ),
+        cfg.model_id(task_types),
+        cfg.rate_limit(
+            task_types, "Default number of requests allowed per minute. For text_embedding is 3000. For completion is 500."
+        ),
+        dimensions=cfg.field(
+            "Dimensions",
+            "The number of dimensions the resulting embeddings should have. For more information refer to "
+            "https://platform.openai.com/docs/api-reference/embeddings/create#embeddings-create-dimensions.",
+            [TaskType.TEXT_EMBEDDING],
+            type="int",
+        ),
+        organization_id=cfg.field("Organization ID", "The unique identifier of your organization.", task_types),
+    )
     batch_size = 2048
 
     def read_service_settings(self, task_type: TaskType, ss: SettingsReader) -> dict[str, Any]:

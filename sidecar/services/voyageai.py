@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import _common as common
+from . import _config as cfg
 from ._openai_compat import parse_embeddings
 from .base import DenseEmbeddings, Endpoint, InputType, RankedDoc, TaskType
 from .http import UNSUCCESSFUL, ErrorPolicy, HttpRequest, RemoteService
@@ -43,6 +44,7 @@ class VoyageAiService(RemoteService):
     display_name = "Voyage AI"
     task_types = (TaskType.TEXT_EMBEDDING, TaskType.RERANK)
     default_rpm = {t: 2000 for t in task_types}
+    configuration = cfg.configuration(cfg.model_id(task_types), cfg.api_key(task_types), cfg.rate_limit(task_types))
     batch_size = 128
 
     def read_service_settings(self, task_type: TaskType, ss: SettingsReader) -> dict[str, Any]:

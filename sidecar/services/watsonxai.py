@@ -23,6 +23,7 @@ from urllib.parse import quote
 from yarl import URL
 
 from . import _common as common
+from . import _config as cfg
 from ._openai_compat import OpenAiStyle, chat_body
 from .base import DenseEmbeddings, Endpoint, InputType, RankedDoc, TaskType
 from .http import (
@@ -47,6 +48,16 @@ class WatsonxAiService(OpenAiStyle):
     task_types = (TaskType.TEXT_EMBEDDING, TaskType.RERANK, TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
     streaming_tasks = (TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
     default_rpm = {t: 120 for t in task_types}
+    # Elasticsearch's list has no api_key entry although the key is required; it is listed here
+    # so that a form built from this description can create an endpoint.
+    configuration = cfg.configuration(
+        cfg.api_key(task_types),
+        cfg.model_id(task_types),
+        cfg.max_input_tokens([TaskType.TEXT_EMBEDDING]),
+        api_version=cfg.field("API Version", "The IBM watsonx API version ID to use.", task_types, required=True),
+        project_id=cfg.field("Project ID", "", task_types, required=True),
+        url=cfg.field("URL", "", task_types, required=True),
+    )
     batch_size = 1000
     max_tokens_field = "max_tokens"
     stream_options = False

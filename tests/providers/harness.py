@@ -89,6 +89,8 @@ class FakeProvider:
         self.problems: list[str] = []
         self.replies: deque[Reply] = deque()
         self.url = ""
+        # Streamed replies the client hung up on before their end.
+        self.disconnects = 0
 
     # -- to implement ---------------------------------------------------------------------------
     def authorized(self, call: Call) -> bool:
@@ -166,9 +168,16 @@ class FakeProvider:
         resp.content_type = reply.content_type
         resp.enable_chunked_encoding()
         await resp.prepare(request)
-        for chunk in reply.chunks:
-            await resp.write(chunk)
-            await asyncio.sleep(0.005)
+        try:
+            for chunk in reply.chunks:
+                await resp.write(chunk)
+                await asyncio.sleep(0.005)
+        except ConnectionError:  # the client closed the stream
+            self.disconnects += 1
+            return resp
+        except asyncio.CancelledError:  # the server noticed the client leave
+            self.disconnects += 1
+            raise
         if reply.cut:
             assert request.transport is not None
             request.transport.close()
@@ -216,6 +225,34 @@ async def invoke(service: Any, endpoint: Endpoint, timeout: float | None = None)
 
 async def collect(iterator: Any) -> list[Any]:
     return [event async for event in iterator]
+
+
+async def events_until_error(service: Any, endpoint: Endpoint, request: dict[str, Any]) -> tuple[list[Any], EsError]:
+    """The events a stream delivers before it fails, and the failure (the service is closed)."""
+    received: list[Any] = []
+    try:
+        with pytest.raises(EsError) as caught:
+            async for event in service.stream(endpoint, request):
+                received.append(event)
+    finally:
+        await service.close()
+    return received, caught.value
+
+
+async def first_then_close(fake: FakeProvider, service: Any, endpoint: Endpoint, request: dict[str, Any]) -> Any:
+    """Read a stream's first event, close the stream, and wait (up to 2 s) for the fake to see
+    the client hang up; return the first event (the service is closed)."""
+    try:
+        iterator = service.stream(endpoint, request)
+        first = await anext(iterator)
+        await iterator.aclose()
+        for _ in range(200):
+            if fake.disconnects:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await service.close()
+    return first
 
 
 def stream_request(task: TaskType) -> dict[str, Any]:
