@@ -286,7 +286,9 @@ class SemanticFiller:
     async def _run_jobs(self, jobs: dict[str, _Job], items: list[FillItem]) -> None:
         calls = []
         for job in jobs.values():
-            texts = list(job.texts)
+            # Longest first and in length order: model batches then pad little (as
+            # SentenceTransformer.encode sorts its input).
+            texts = sorted(job.texts, key=len, reverse=True)
             for i in range(0, len(texts), CALL_SIZE):
                 calls.append(self._embed(job, texts[i:i + CALL_SIZE], items))
         if calls:
