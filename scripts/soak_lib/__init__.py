@@ -1,0 +1,1 @@
+"""The soak checks behind ``scripts/soak``."""
