@@ -45,6 +45,8 @@ class Task:
     cancelled: bool = False
     response: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    # The HTTP status a caller waiting for the task gets when it failed.
+    error_status: int = 500
     runner: asyncio.Task | None = None
 
     def info(self) -> dict[str, Any]:
@@ -116,6 +118,7 @@ class Tasks:
                 task.error = {"type": "task_cancelled_exception", "reason": "by user request"}
             except EsError as err:
                 task.error = err.to_cause()
+                task.error_status = err.status
             except Exception as exc:  # pragma: no cover - reported, not lost
                 log.exception("task %s failed", task.id)
                 task.error = {"type": "exception", "reason": f"{type(exc).__name__}: {exc}"}
@@ -162,6 +165,9 @@ class Tasks:
             stored["error"] = {"type": "status_exception",
                                "reason": "the sidecar process running this task stopped before it completed"}
         return stored
+
+    def local(self, task_id: str) -> Task | None:
+        return self._tasks.get(task_id)
 
     async def cancel(self, task_id: str) -> bool:
         task = self._tasks.get(task_id)

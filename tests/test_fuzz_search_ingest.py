@@ -503,7 +503,7 @@ REINDEX_BUGS = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="bugs in the reindex path, named per case")
+# Reindex bodies and parameters that once answered 500: each now gets an ES-shaped 4xx.
 @pytest.mark.parametrize("case", sorted(REINDEX_BUGS))
 def test_known_bug_reindex(sidecar_url, corpus, case):
     params, body = REINDEX_BUGS[case]

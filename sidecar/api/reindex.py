@@ -7,6 +7,7 @@ import orjson
 from aiohttp import web
 
 from ..endpoints.timevalue import parse_time_value
+from ..errors import EsError
 from ..proxy import proxy_handler
 from ..semantic.reindex import Reindexer, ReindexSpec
 from ..tasks import Tasks
@@ -34,8 +35,13 @@ async def reindex(request: web.Request) -> web.StreamResponse:
         body = None
     client = CallerClient.for_request(request)
     spec = None
-    if isinstance(body, dict) and isinstance(body.get("dest"), dict) and body["dest"].get("index"):
-        probe = ReindexSpec(source_index="", dest_index=body["dest"]["index"], pipeline=body["dest"].get("pipeline"))
+    dest = body.get("dest") if isinstance(body, dict) else None
+    if isinstance(dest, dict) and "index" in dest and not isinstance(dest["index"], str):
+        raise EsError(400, "x_content_parse_exception",
+                      "[1:1] [reindex] failed to parse field [dest.index]: expected a string")
+    if isinstance(dest, dict) and isinstance(dest.get("index"), str) and dest["index"] and \
+            isinstance(dest.get("pipeline", ""), str):
+        probe = ReindexSpec(source_index="", dest_index=dest["index"], pipeline=dest.get("pipeline"))
         if await _needs_sidecar(request.app, probe, client):
             spec = ReindexSpec.parse(body, request.query.get("max_docs"))
     if spec is None:
@@ -57,7 +63,9 @@ async def reindex(request: web.Request) -> web.StreamResponse:
     result = await tasks.get(task.id, wait=True, timeout_s=None)
     if "error" in result and "response" not in result:
         error = result["error"]
-        return json_response({"error": {"root_cause": [error], **error}, "status": 500}, status=500, request=request)
+        status = tasks.local(task.id).error_status
+        return json_response({"error": {"root_cause": [error], **error}, "status": status}, status=status,
+                             request=request)
     return json_response(result["response"], request=request)
 
 

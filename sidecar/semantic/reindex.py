@@ -59,6 +59,20 @@ class ReindexSpec:
         if errors:
             raise EsError(400, "action_request_validation_exception",
                           "Validation Failed: " + "".join(f"{i}: {e};" for i, e in enumerate(errors, 1)))
+        def names(value: Any) -> bool:
+            return isinstance(value, str) or (isinstance(value, list) and bool(value)
+                                              and all(isinstance(v, str) and v for v in value))
+
+        if not names(source["index"]):
+            raise EsError(400, "x_content_parse_exception",
+                          "[1:1] [reindex] failed to parse field [source.index]: expected a string or an array of strings")
+        if not isinstance(dest["index"], str):
+            raise EsError(400, "x_content_parse_exception",
+                          "[1:1] [reindex] failed to parse field [dest.index]: expected a string")
+        size = source.get("size", DEFAULT_BATCH)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise EsError(400, "x_content_parse_exception",
+                          f"[1:1] [reindex] failed to parse field [source.size]: expected a positive integer, got [{size}]")
         op_type = dest.get("op_type", "index")
         if op_type not in ("index", "create"):
             raise EsError(400, "illegal_argument_exception", f"opType must be 'create' or 'index', found: [{op_type}]")
@@ -68,13 +82,20 @@ class ReindexSpec:
                           f"conflicts may only be \"proceed\" or \"abort\" but was [{conflicts}]")
         max_docs = body.get("max_docs", body.get("size"))
         if max_docs_param is not None:
-            max_docs = int(max_docs_param)
+            try:
+                max_docs = int(max_docs_param)
+            except ValueError:
+                raise EsError(400, "illegal_argument_exception",
+                              f"Failed to parse int parameter [max_docs] with value [{max_docs_param}]") from None
+        if max_docs is not None and (not isinstance(max_docs, int) or isinstance(max_docs, bool) or max_docs < 0):
+            raise EsError(400, "action_request_validation_exception",
+                          f"Validation Failed: 1: [max_docs] parameter cannot be negative or non-numeric, found [{max_docs}];")
         return cls(
             source_index=source["index"],
             dest_index=dest["index"],
             query=source.get("query"),
             source_filter=source.get("_source"),
-            batch_size=int(source.get("size", DEFAULT_BATCH)),
+            batch_size=size,
             op_type=op_type,
             pipeline=dest.get("pipeline"),
             conflicts=conflicts,
