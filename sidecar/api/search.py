@@ -106,7 +106,9 @@ async def msearch(request: web.Request) -> web.StreamResponse:
     items = [(lines[i] if isinstance(lines[i], dict) else {}, lines[i + 1]) for i in range(0, len(lines), 2)]
     if not service.mentions_inference(raw):
         indices = {index} | {h.get("index") if isinstance(h.get("index"), str) else
-                             ",".join(h.get("index") or []) or None for h, _ in items}
+                             ",".join(i for i in (h.get("index") or []) if isinstance(i, str)) or None
+                             if isinstance(h.get("index"), (list, type(None))) else None
+                             for h, _ in items}
         if not await service.any_semantic(indices):
             return await _forward(request, raw)
     plans = await service.plan_msearch(index, request.query, items)

@@ -187,6 +187,8 @@ class IndexCatalog:
         out: dict[str, dict[str, Any] | None] = {i: None for i in indices}
         if not indices:
             return out
+        if not isinstance(field_name, str) or not field_name:
+            raise parsing_error("[semantic] requires a non-empty [field]")
         try:
             resp = await self.es.indices.get_field_mapping(
                 index=",".join(indices), fields=field_name, ignore_unavailable=True, allow_no_indices=True)
@@ -336,6 +338,8 @@ async def build_retriever(value: Any, rw: QueryRewriter) -> Retriever:
     node = Retriever(kind, dict(spec))
     node.filters = list(await rw.rewrite_each(_listify(spec.get("filter"))))
     if spec.get("min_score") is not None:
+        if not isinstance(spec["min_score"], (int, float)) or isinstance(spec["min_score"], bool):
+            raise parsing_error(f"[{kind}] retriever failed to parse field [min_score]: expected a number")
         node.min_score = float(spec["min_score"])
     if kind == "standard":
         node.query = await rw.query(spec["query"]) if "query" in spec else None
@@ -656,6 +660,8 @@ class SemanticSearch:
         kept: list[tuple[str, Any]] = []
         global_options = {k: v for k, v in hl.items() if k not in ("fields", "highlight_query")}
         for name, options in entries:
+            if options is not None and not isinstance(options, dict):
+                raise parsing_error(f"[highlight] field [{name}] options must be an object")
             options = dict(options or {})
             matched = sorted(f for f in semantic_fields if matches_any(f, [name]))
             leaves, with_all = global_leaves, global_match_all
@@ -847,6 +853,9 @@ class SemanticSearch:
                            items: list[tuple[dict[str, Any], Any]]) -> list[Plan | EsError]:
         async def one(header: dict[str, Any], body: Any) -> Plan | EsError:
             target = header.get("index")
+            if target is not None and not isinstance(target, str) and not (
+                    isinstance(target, list) and all(isinstance(t, str) for t in target)):
+                return parsing_error("[msearch] header [index] must be a string or an array of strings")
             expression = ",".join(target) if isinstance(target, list) else (target or index)
             item_params = {k: _param(v) for k, v in header.items() if k != "index"}
             try:
