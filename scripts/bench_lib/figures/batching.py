@@ -38,8 +38,8 @@ def _texts(ctx: Context, n: int) -> list[str]:
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    n = ctx.size(250, 1000)
-    n_single = ctx.size(40, 300)
+    n = ctx.size(200, 1000)
+    n_single = ctx.size(30, 300)
     texts = _texts(ctx, n)
     threads = ctx.threads
     inference_id = ctx.endpoint("batching", threads=threads)

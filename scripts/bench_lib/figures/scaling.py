@@ -50,7 +50,7 @@ def _one(ctx: Context, label: str, size: str, docs_count: int, allocations: int,
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    medium = ctx.size(20, 500)
+    medium = ctx.size(12, 500)
     budget_words = medium * DOC_SIZES["medium"]
     offset = 40_000  # documents not used by other figures
     out: dict[str, Any] = {"workers": {}, "sizes": {}}
