@@ -48,6 +48,12 @@ class Config:
     max_batch_size: int = 32
     max_batch_wait_ms: float = 2.0
     max_queue: int = 10_000
+    # Where local models run: "auto" (the first CUDA GPU when torch sees one, else the CPU),
+    # "cpu", "cuda" or "cuda:N".
+    device: str = "auto"
+    # How local models run: "torch" (the reference: fp32 through sentence-transformers) or
+    # "onnx-int8" (ONNX Runtime with dynamically quantised int8 weights, CPU only).
+    backend: str = "torch"
     # Default timeout for perform-inference calls (ES default 30 s).
     inference_timeout_s: float = 30.0
     log_level: str = "INFO"
@@ -91,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch-size", type=int, default=int(_env("MAX_BATCH_SIZE", "32")))
     p.add_argument("--max-batch-wait-ms", type=float, default=float(_env("MAX_BATCH_WAIT_MS", "2")))
     p.add_argument("--max-queue", type=int, default=int(_env("MAX_QUEUE", "10000")))
+    p.add_argument(
+        "--device",
+        default=_env("DEVICE", Config.device),
+        help="where local models run: auto, cpu, cuda or cuda:N [SIDECAR_DEVICE]",
+    )
+    p.add_argument(
+        "--backend",
+        default=_env("BACKEND", Config.backend),
+        choices=("torch", "onnx-int8"),
+        help="how local models run: torch (fp32) or onnx-int8 (ONNX Runtime, CPU) [SIDECAR_BACKEND]",
+    )
     p.add_argument("--registry-ttl", type=float, default=float(_env("REGISTRY_TTL", "1.0")))
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     p.add_argument("--tls-cert", default=_env("TLS_CERT"), help="PEM certificate (chain) to serve HTTPS [SIDECAR_TLS_CERT]")
@@ -115,6 +132,8 @@ def from_args(argv: list[str] | None = None) -> Config:
         max_batch_size=args.max_batch_size,
         max_batch_wait_ms=args.max_batch_wait_ms,
         max_queue=args.max_queue,
+        device=args.device,
+        backend=args.backend,
         registry_ttl_s=args.registry_ttl,
         log_level=args.log_level,
         tls_cert=args.tls_cert,

@@ -202,6 +202,8 @@ async def _startup(app: web.Application) -> None:
         max_batch_size=config.max_batch_size,
         max_batch_wait_ms=config.max_batch_wait_ms,
         max_queue=config.max_queue,
+        device=config.device,
+        backend=config.backend,
     )
     services = Services(ServiceContext(config=config, models=app["models"]))
     app["services"] = services

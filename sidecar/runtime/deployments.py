@@ -474,6 +474,8 @@ class ModelManager:
         max_batch_size: int = 32,
         max_batch_wait_ms: float = 2.0,
         max_queue: int = 10_000,
+        device: str = "auto",
+        backend: str = "torch",
         scale_to_zero_after_s: float = 900.0,
         scale_down_after_s: float = 60.0,
         adaptive_interval_s: float = 1.0,
@@ -483,6 +485,8 @@ class ModelManager:
         self.max_batch_size = max_batch_size
         self.max_batch_wait_ms = max_batch_wait_ms
         self.max_queue = max_queue
+        self.device = device
+        self.backend = backend
         self.scale_to_zero_after_s = scale_to_zero_after_s
         self.scale_down_after_s = scale_down_after_s
         self.adaptive_interval_s = adaptive_interval_s
@@ -645,7 +649,8 @@ class ModelManager:
             shared.load.done() and (shared.load.cancelled() or shared.load.exception())
         ):
             log.info("loading model [%s] for task [%s]", path, task)
-            shared.load = asyncio.ensure_future(asyncio.to_thread(load_model, path, task))
+            load = asyncio.to_thread(load_model, path, task, device=self.device, backend=self.backend)
+            shared.load = asyncio.ensure_future(load)
             shared.load.add_done_callback(_retrieve)
         shared.refs += 1
         return shared

@@ -367,8 +367,9 @@ _CLASSES: dict[str, type[LoadedModel]] = {
 }
 
 
-def load_model(path: str, task: str) -> LoadedModel:
-    """Blocking: load the model at ``path`` for ``task``. Call from a worker thread."""
+def load_model(path: str, task: str, *, device: str = "auto", backend: str = "torch") -> LoadedModel:
+    """Blocking: load the model at ``path`` for ``task`` on ``device`` ("auto", "cpu",
+    "cuda", "cuda:N") with ``backend`` ("torch" or "onnx-int8"). Call from a worker thread."""
     cls = _CLASSES.get(task)
     if cls is None:
         raise ValueError(f"unknown task [{task}]")
