@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import sys
@@ -24,6 +25,19 @@ def server_ssl_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
+def event_loop(choice: str) -> asyncio.AbstractEventLoop:
+    """A new event loop of the configured kind (``auto``: uvloop when it is installed)."""
+    if choice in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise SystemExit("es-inference-sidecar: --event-loop uvloop needs the uvloop package") from None
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "reindex":
@@ -40,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup(config.log_level)
     log = logging.getLogger("sidecar")
     app = build_app(config)
+    log.debug("configuration", extra={"fields": {"config": config.redacted()}})
     log.info(
         "sidecar listening",
         extra={"fields": {"url": f"{scheme}://{config.host}:{config.port}", "elasticsearch": config.es_url}},
@@ -56,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         shutdown_timeout=30,
         # A client that goes away cancels the work done for it (inference included).
         handler_cancellation=True,
+        loop=event_loop(config.event_loop),
     )
     return 0
 

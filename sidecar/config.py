@@ -54,6 +54,9 @@ class Config:
     # How local models run: "torch" (the reference: fp32 through sentence-transformers) or
     # "onnx-int8" (ONNX Runtime with dynamically quantised int8 weights, CPU only).
     backend: str = "torch"
+    # The asyncio event loop: "auto" (uvloop when installed, else asyncio's own), "uvloop"
+    # or "asyncio". uvloop moves socket I/O into C: less CPU per proxied request.
+    event_loop: str = "auto"
     # Default timeout for perform-inference calls (ES default 30 s).
     inference_timeout_s: float = 30.0
     log_level: str = "INFO"
@@ -61,6 +64,16 @@ class Config:
     tls_cert: str | None = None
     tls_key: str | None = None
     system_index_prefix: str = ".sidecar-inference"
+
+    def redacted(self) -> dict[str, object]:
+        """The settings for a log line, credentials masked."""
+        out: dict[str, object] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if name in ("es_password", "es_api_key", "secrets_key") and value:
+                value = "[REDACTED]"
+            out[name] = value
+        return out
 
     def secrets_key_bytes(self) -> bytes | None:
         if self.secrets_key:
@@ -108,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("torch", "onnx-int8"),
         help="how local models run: torch (fp32) or onnx-int8 (ONNX Runtime, CPU) [SIDECAR_BACKEND]",
     )
+    p.add_argument(
+        "--event-loop",
+        default=_env("EVENT_LOOP", Config.event_loop),
+        choices=("auto", "uvloop", "asyncio"),
+        help="event loop implementation [SIDECAR_EVENT_LOOP]",
+    )
     p.add_argument("--registry-ttl", type=float, default=float(_env("REGISTRY_TTL", "1.0")))
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     p.add_argument("--tls-cert", default=_env("TLS_CERT"), help="PEM certificate (chain) to serve HTTPS [SIDECAR_TLS_CERT]")
@@ -134,6 +153,7 @@ def from_args(argv: list[str] | None = None) -> Config:
         max_queue=args.max_queue,
         device=args.device,
         backend=args.backend,
+        event_loop=args.event_loop,
         registry_ttl_s=args.registry_ttl,
         log_level=args.log_level,
         tls_cert=args.tls_cert,

@@ -35,6 +35,9 @@ HOP_BY_HOP = frozenset(
     )
 )
 CHUNK = 256 * 1024
+# Bodies up to this size are sent in one piece (headers and body in a single write, with a
+# Content-Length); larger ones, or ones still arriving, are streamed.
+SMALL_BODY = 64 * 1024
 
 
 def _connection_tokens(headers: Mapping[str, str]) -> set[str]:
@@ -143,33 +146,68 @@ async def _body_stream(request: web.Request) -> AsyncIterator[bytes]:
         yield chunk
 
 
+async def request_body(request: web.Request) -> bytes | AsyncIterator[bytes] | None:
+    """The body to forward: small bodies of known length as bytes (one write upstream, with a
+    Content-Length), anything else streamed."""
+    if not request.body_exists:
+        return None
+    length = request.content_length
+    if length is not None and length <= SMALL_BODY and not request.headers.get("Content-Encoding"):
+        return await request.read()
+    return _body_stream(request)
+
+
+async def _read_small(upstream: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+    """Read the start of an upstream body: ``(bytes, complete)``; stops once more than
+    :data:`SMALL_BODY` bytes have arrived without the end."""
+    length = upstream.content_length
+    if length is not None and length > SMALL_BODY:
+        return b"", False
+    parts: list[bytes] = []
+    size = 0
+    while size <= SMALL_BODY:
+        chunk = await upstream.content.readany()
+        if not chunk:
+            return b"".join(parts), True
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts), False
+
+
 async def stream_response(
     request: web.Request, upstream: aiohttp.ClientResponse, *, extra_headers: Mapping[str, str] | None = None
 ) -> web.StreamResponse:
-    """Copy an upstream response to the client, streaming the body."""
+    """Copy an upstream response to the client: small bodies in one write, large ones streamed."""
     headers = end_to_end_headers(upstream.headers)
     if extra_headers:
         headers.update(extra_headers)
+    if request.method == "HEAD":
+        head, complete = b"", True
+    else:
+        head, complete = await _read_small(upstream)
+    if complete:
+        if request.method != "HEAD":
+            headers.popall("Content-Length", None)
+        # The bytes are passed as they came (a compressed body stays compressed).
+        return web.Response(body=head, status=upstream.status, reason=upstream.reason, headers=headers)
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
-    # The body is already encoded upstream; aiohttp must not re-encode or re-chunk it wrongly.
     if "Content-Length" in headers:
         response.content_length = int(headers["Content-Length"])
     await response.prepare(request)
-    if request.method != "HEAD":
-        async for chunk in upstream.content.iter_chunked(CHUNK):
-            await response.write(chunk)
+    await response.write(head)
+    async for chunk in upstream.content.iter_chunked(CHUNK):
+        await response.write(chunk)
     await response.write_eof()
     return response
 
 
 async def proxy_handler(request: web.Request) -> web.StreamResponse:
     upstream_client: Upstream = request.app["upstream"]
-    data = _body_stream(request) if request.body_exists else None
     upstream = await upstream_client.request(
         request.method,
         request.raw_path,
         headers=forwarded_request_headers(request),
-        data=data,
+        data=await request_body(request),
     )
     try:
         return await stream_response(request, upstream)

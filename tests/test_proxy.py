@@ -167,3 +167,47 @@ def test_large_bulk_streams_through_with_bounded_memory(sidecar, sidecar_url, in
     assert count["count"] == docs
     # The 50 MB body was streamed, not buffered: the peak RSS grew by far less than its size.
     assert after - before < 30 * 1024, f"peak RSS grew by {(after - before) // 1024} MB"
+
+
+def test_small_and_large_responses_arrive_whole(es_url, sidecar_url, index):
+    docs = "".join(
+        json.dumps({"index": {"_id": str(i)}}) + "\n" + json.dumps({"title": f"doc {i}", "pad": "p" * 1000}) + "\n"
+        for i in range(300)
+    )
+    status, _, raw = http.request("POST", f"{es_url}/{index}/_bulk?refresh=true", docs,
+                                  headers={"Content-Type": "application/x-ndjson"})
+    assert status == 200 and not json.loads(raw)["errors"]
+    for size in (1, 300):  # ~0.3 KB and ~330 KB of hits: one piece, then streamed
+        query = {"size": size, "sort": [{"_doc": "asc"}], "query": {"match_all": {}}}
+        status, headers, via_sidecar = http.request("POST", f"{sidecar_url}/{index}/_search", query)
+        _, _, direct = http.request("POST", f"{es_url}/{index}/_search", query)
+        assert status == 200
+        assert _strip(json.loads(via_sidecar)) == _strip(json.loads(direct))
+        assert len(json.loads(via_sidecar)["hits"]["hits"]) == size
+        if size == 1:
+            assert int(headers["Content-Length"]) == len(via_sidecar)
+
+
+def test_clients_leaving_mid_response_are_not_errors(sidecar, sidecar_url, index):
+    line = json.dumps({"title": "x" * 20_000})
+    docs = "".join(json.dumps({"index": {}}) + "\n" + line + "\n" for _ in range(200))
+    http.request("POST", f"{sidecar_url}/{index}/_bulk?refresh=true", docs,
+                 headers={"Content-Type": "application/x-ndjson"})
+    host, port = sidecar_url.rsplit("//", 1)[1].split(":")
+
+    async def leave_early() -> None:
+        body = b'{"size": 200}'
+        request = (f"POST /{index}/_search HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(request)
+        await reader.read(1000)
+        writer.transport.abort()
+
+    async def many() -> None:
+        await asyncio.gather(*(leave_early() for _ in range(40)))
+
+    asyncio.run(many())
+    # The sidecar still answers, and said nothing worse than DEBUG about the departed clients.
+    assert http.request("GET", f"{sidecar_url}/{index}/_count")[0] == 200
+    assert '"log.level":"ERROR"' not in sidecar.log_tail(2000)

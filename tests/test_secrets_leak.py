@@ -23,6 +23,7 @@ from test_security import (
     FakeOpenAi,
     basic,
     es_call,
+    log_with,
     secure_sidecar_env,
 )
 
@@ -154,8 +155,7 @@ def test_keys_appear_in_no_response_log_or_metric(leak_sidecar, es_url, sidecar_
     for what, status, raw in call.answers:
         for secret in secrets:
             assert secret.encode() not in raw, f"{what} ({status}) shows a secret: {raw[:500]!r}"
-    log_text = Path(leak_sidecar.log_path).read_text(errors="replace")
-    assert '"log.level": "DEBUG"' in log_text or '"log.level":"DEBUG"' in log_text
+    log_text = log_with(Path(leak_sidecar.log_path), '"log.level":"DEBUG"')
     for secret in secrets:
         assert secret not in log_text, f"the sidecar's log shows {secret[:8]}…"
     metrics = http.request("GET", f"{leak_sidecar.url}/_sidecar/metrics")[2].decode()

@@ -473,10 +473,21 @@ def test_ordinary_requests_pass_through(secured, users, secure_es):
     assert es_call(secure_es, "GET", "/.sidecar-inference")[0] == 200
 
 
+def log_with(path: Path, expected: str, timeout: float = 5.0) -> str:
+    """The sidecar's log once it holds ``expected`` (log lines are written out in batches)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = path.read_text(errors="replace")
+        if expected in text or time.monotonic() > deadline:
+            assert expected in text, f"the sidecar's log never showed {expected}"
+            return text
+        time.sleep(0.05)
+
+
 def test_secrets_of_the_sidecar_and_callers_never_logged(secured, users, endpoint):
     call(secured, "GET", f"/_inference/{endpoint}", user=users["reader"])
     call(secured, "GET", "/_inference/_all", user=basic("reader", "a-wrong-password-1234"))
-    log_text = Path(secured.log_path).read_text(errors="replace")
+    log_text = log_with(Path(secured.log_path), '"url.path":"/_inference/_all","http.response.status_code":401')
     for secret in (SIDECAR_PASSWORD, USER_PASSWORD, ES_PASSWORD, "a-wrong-password-1234", SECURE_SECRETS_KEY,
                    base64.b64encode(f"reader:{USER_PASSWORD}".encode()).decode()):
         assert secret not in log_text

@@ -8,6 +8,7 @@ import logging
 from aiohttp import web
 
 from ..errors import EsError
+from ..proxy import es_unreachable
 from .render import error_response
 
 log = logging.getLogger("sidecar.api")
@@ -21,8 +22,15 @@ async def es_errors(request: web.Request, handler):
         return error_response(err, request)
     except web.HTTPException:
         raise
-    except (asyncio.CancelledError, ConnectionResetError):
+    except asyncio.CancelledError:
         raise
+    except ConnectionResetError as exc:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            # The client went away mid-response: nothing to answer, nothing wrong here.
+            log.debug("client %s went away during %s %s", request.remote, request.method, request.path)
+            raise asyncio.CancelledError from None
+        return error_response(es_unreachable(exc), request)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         err = EsError(500, "exception", "the sidecar failed to handle the request; see its log for details")
