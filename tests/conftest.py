@@ -26,3 +26,14 @@ def es_url() -> Iterator[str]:
 
 # ---- sidecar fixtures (the sidecar process in front of es_url) are registered below ----
 pytest_plugins = ["sidecar_fixtures"]
+
+
+@pytest.fixture
+async def proxy(es_url):
+    """A :class:`counting_proxy.CountingProxy` in front of the test node."""
+    from counting_proxy import CountingProxy
+
+    p = CountingProxy(es_url)
+    await p.start()
+    yield p
+    await p.close()

@@ -221,7 +221,10 @@ class InferenceEndpoints:
 
     def services_catalogue(self, task_type: str | None = None) -> list[dict[str, Any]]:
         wanted = parse_task_type(task_type) if task_type else None
-        return [s.describe() for s in self.services.all() if wanted is None or wanted in s.task_types]
+        return [
+            s.describe() for s in self.services.all()
+            if not s.hidden_from_catalogue and (wanted is None or wanted in s.task_types)
+        ]
 
     # -- delete ----------------------------------------------------------------------------------
     async def references(self, inference_id: str) -> tuple[list[str], list[str]]:

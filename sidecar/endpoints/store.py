@@ -10,7 +10,10 @@ The definition is written first with ``op_type=create`` (that claims the id), th
 secrets. A crash in between leaves an endpoint that can still be read and deleted; using it
 reports that its secrets are missing. Definitions are cached in memory; a cached entry is
 re-validated against the stored ``_seq_no``/``_primary_term`` once it is older than the TTL,
-so replicas of the sidecar on one Elasticsearch agree within that time.
+so replicas of the sidecar on one Elasticsearch agree within that time. The re-check is
+single-flight: however many requests find an entry expired, one of them asks Elasticsearch
+and the others wait for that answer (an answer that started before a write of this process
+is never cached nor handed to requests that came after the write).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from elasticsearch import TransportError as EsTransportError
 
 from ..errors import EsError, already_exists, status_exception, unavailable
 from ..services.base import Endpoint, TaskType
+from ..singleflight import SingleFlight
 from .secrets import SecretBox
 
 # Ids a stored endpoint can have (creation validates them): anything else is simply absent,
@@ -83,6 +87,8 @@ class EndpointStore:
         self.secrets_index = f"{prefix}-secrets"
         self.ttl_s = ttl_s
         self._cache: dict[str, _Cached] = {}
+        # Forgotten at every write of this process: a load that began before it caches nothing.
+        self._loads: SingleFlight[Endpoint | None] = SingleFlight()
         self._ready = False
         self._ready_lock = asyncio.Lock()
 
@@ -113,6 +119,10 @@ class EndpointStore:
             self._ready = False
             self._cache.clear()
 
+    def _written(self, inference_id: str) -> None:
+        self._cache.pop(inference_id, None)
+        self._loads.forget(inference_id)
+
     # -- reads -----------------------------------------------------------------------------
     def _to_endpoint(self, source: dict[str, Any], secrets: dict[str, Any] | None) -> Endpoint:
         cfg = source["config"]
@@ -136,13 +146,19 @@ class EndpointStore:
         return self.secrets.decrypt(doc["_source"]["ciphertext"], inference_id)
 
     async def get(self, inference_id: str) -> Endpoint | None:
-        """The endpoint with its secrets, or None. Uses the cache within its TTL."""
+        """The endpoint with its secrets, or None. Uses the cache within its TTL; after it,
+        concurrent callers share one re-check."""
         if not _STORABLE_ID.match(inference_id):
             return None
-        now = time.monotonic()
         cached = self._cache.get(inference_id)
-        if cached is not None and now - cached.checked_at < self.ttl_s:
+        if cached is not None and time.monotonic() - cached.checked_at < self.ttl_s:
             return cached.endpoint
+        return await self._loads.run(inference_id, lambda: self._load(inference_id))
+
+    async def _load(self, inference_id: str) -> Endpoint | None:
+        now = time.monotonic()
+        generation = self._loads.generation
+        cached = self._cache.get(inference_id)
         await self.ensure_indices()
         try:
             if cached is not None:
@@ -153,7 +169,8 @@ class EndpointStore:
             doc = await self.es.get(index=self.index, id=inference_id)
         except NotFoundError as exc:
             self._forget_indices(exc)
-            self._cache.pop(inference_id, None)
+            if generation == self._loads.generation:
+                self._cache.pop(inference_id, None)
             return None
         except _FAILURES as exc:
             raise _es_failure(exc) from exc
@@ -162,7 +179,8 @@ class EndpointStore:
         endpoint = self._to_endpoint(source, secrets)
         if secrets is None:
             endpoint.secrets_missing = True
-        self._cache[inference_id] = _Cached(endpoint, doc["_seq_no"], doc["_primary_term"], now)
+        if generation == self._loads.generation:
+            self._cache[inference_id] = _Cached(endpoint, doc["_seq_no"], doc["_primary_term"], now)
         return endpoint
 
     async def list(self, task_type: TaskType | None = None) -> list[Endpoint]:
@@ -235,7 +253,7 @@ class EndpointStore:
                 except Exception:
                     pass
                 raise _es_failure(exc) from exc
-        self._cache.pop(endpoint.inference_id, None)
+        self._written(endpoint.inference_id)
 
     async def replace(self, endpoint: Endpoint, *, secrets_changed: bool) -> None:
         """Overwrite an endpoint; fails with 409 if someone else changed it meanwhile."""
@@ -263,7 +281,7 @@ class EndpointStore:
                 f"Endpoint [{endpoint.inference_id}] is currently being updated. Try again once the update "
                 "completes",
             ) from None
-        self._cache.pop(endpoint.inference_id, None)
+        self._written(endpoint.inference_id)
 
     async def delete(self, inference_id: str) -> bool:
         await self.ensure_indices()
@@ -278,7 +296,7 @@ class EndpointStore:
             await self.es.delete(index=self.secrets_index, id=inference_id, refresh="true")
         except NotFoundError:
             pass
-        self._cache.pop(inference_id, None)
+        self._written(inference_id)
         return found
 
     async def reencrypt_all(self) -> int:

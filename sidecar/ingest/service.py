@@ -17,6 +17,7 @@ from elasticsearch import ConnectionError as EsConnectionError
 from elasticsearch import TransportError as EsTransportError
 
 from ..errors import EsError
+from ..singleflight import SingleFlight
 from .definition import compile_pipeline, contains_inference
 from .document import META_KEYS, DocState, ingest_timestamp
 from .failures import Failure, UpstreamError
@@ -113,18 +114,23 @@ class Pipelines:
         self.runner = PipelineRunner(self.backend, InferenceRunner(endpoints))
         self.settings_ttl_s = settings_ttl_s
         self._settings: dict[str, _Settings] = {}
+        # One settings read per index at a time; forgotten by invalidate_index().
+        self._settings_loads: SingleFlight[_Settings] = SingleFlight()
 
     # == the bulk path ============================================================================
     async def plan(self, index: str, request_pipeline: str | None = None,
                    caller_headers: Any = None) -> IngestPlan | None:
         """The pipelines the sidecar must run for writes to ``index`` with the request's (or
         the item's) ``pipeline`` parameter, or None when Elasticsearch can do it all (forward
-        the item untouched). Index settings are cached for ``settings_ttl_s``.
+        the item untouched). Index settings are read only while the sidecar holds any
+        pipeline, and cached for ``settings_ttl_s``.
 
         Settings are read with the sidecar's credentials, as Elasticsearch resolves an
         index's pipelines internally whatever the caller may read; ``caller_headers`` is
         accepted for symmetry with the other write-path calls and not used."""
         del caller_headers
+        if not await self.store.any():
+            return None  # no pipeline is the sidecar's: the index settings do not matter
         default, final = await self._index_pipelines(index)
         first = request_pipeline if request_pipeline is not None else default
         first = None if first in (None, NONE) else first
@@ -142,6 +148,7 @@ class Pipelines:
             self._settings.clear()
         else:
             self._settings.pop(index, None)
+        self._settings_loads.forget(index)
 
     async def any_inference_pipelines(self) -> bool:
         """Whether the sidecar holds any pipeline at all (cached like the definitions): when
@@ -271,16 +278,23 @@ class Pipelines:
         )
 
     async def _index_pipelines(self, index: str) -> tuple[str | None, str | None]:
+        """The default and final pipeline of ``index``, cached for ``settings_ttl_s``; after
+        that, concurrent writes to the index share one read."""
         cached = self._settings.get(index)
-        if cached is not None and time.monotonic() - cached.at < self.settings_ttl_s:
-            return cached.default, cached.final
+        if cached is None or time.monotonic() - cached.at >= self.settings_ttl_s:
+            cached = await self._settings_loads.run(index, lambda: self._load_index_pipelines(index))
+        return cached.default, cached.final
+
+    async def _load_index_pipelines(self, index: str) -> _Settings:
+        generation = self._settings_loads.generation
         try:
             settings = await self._read_settings(index)
         except _FAILURES as exc:
             raise EsError(503, "status_exception", f"cannot read the settings of index [{index}]: {exc}") from exc
-        default, final = settings.get("default_pipeline"), settings.get("final_pipeline")
-        self._settings[index] = _Settings(default, final, time.monotonic())
-        return default, final
+        loaded = _Settings(settings.get("default_pipeline"), settings.get("final_pipeline"), time.monotonic())
+        if generation == self._settings_loads.generation:
+            self._settings[index] = loaded
+        return loaded
 
     async def _read_settings(self, index: str) -> dict[str, Any]:
         names = ["index.default_pipeline", "index.final_pipeline"]

@@ -6,7 +6,9 @@ strict mapping, created by the first write; reads never create it): the definiti
 "endpoint in use" check of ``DELETE _inference``) and timestamps.
 
 Reads are cached for ``ttl_s`` (misses too), so that the bulk path does not read the index
-for every request; replicas of the sidecar agree within that time.
+for every request; replicas of the sidecar agree within that time. After that, concurrent
+requests share one re-read, and a read that began before a write of this process caches
+nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from elasticsearch import ConnectionError as EsConnectionError
 from elasticsearch import TransportError as EsTransportError
 
 from ..errors import EsError, status_exception, unavailable
+from ..singleflight import SingleFlight
 from .definition import CompiledPipeline, compile_pipeline, model_ids
 
 _SETTINGS = {"index": {"hidden": True, "number_of_shards": 1, "auto_expand_replicas": "0-1"}}
@@ -64,6 +67,7 @@ class PipelineStore:
         self.ttl_s = ttl_s
         self._cache: dict[str, _Cached] = {}
         self._any: tuple[bool, float] | None = None
+        self._loads: SingleFlight[Any] = SingleFlight()  # forgotten at every write of this process
         self._ready = False
         self._lock = asyncio.Lock()
 
@@ -87,10 +91,13 @@ class PipelineStore:
 
     def forget(self, pipeline_id: str | None = None) -> None:
         self._any = None
+        self._loads.forget(("any",))
         if pipeline_id is None:
             self._cache.clear()
+            self._loads.forget()
         else:
             self._cache.pop(pipeline_id, None)
+            self._loads.forget(("get", pipeline_id))
 
     # -- reads -----------------------------------------------------------------------------------
     async def get(self, pipeline_id: str) -> CompiledPipeline | None:
@@ -98,6 +105,10 @@ class PipelineStore:
         cached = self._cache.get(pipeline_id)
         if cached is not None and time.monotonic() - cached.at < self.ttl_s:
             return cached.pipeline
+        return await self._loads.run(("get", pipeline_id), lambda: self._load(pipeline_id))
+
+    async def _load(self, pipeline_id: str) -> CompiledPipeline | None:
+        generation = self._loads.generation
         try:
             doc = await self.es.get(index=self.index, id=pipeline_id)
             pipeline = compile_pipeline(pipeline_id, doc["_source"]["config"])
@@ -107,7 +118,8 @@ class PipelineStore:
             pipeline = None
         except _FAILURES as exc:
             raise _failure(exc) from exc
-        self._cache[pipeline_id] = _Cached(pipeline, time.monotonic())
+        if generation == self._loads.generation:
+            self._cache[pipeline_id] = _Cached(pipeline, time.monotonic())
         return pipeline
 
     async def configs(self, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -142,6 +154,10 @@ class PipelineStore:
         """Whether any pipeline is stored (cached for ``ttl_s``)."""
         if self._any is not None and time.monotonic() - self._any[1] < self.ttl_s:
             return self._any[0]
+        return await self._loads.run(("any",), self._load_any)
+
+    async def _load_any(self) -> bool:
+        generation = self._loads.generation
         try:
             resp = await self.es.count(index=self.index)
             found = resp["count"] > 0
@@ -149,7 +165,8 @@ class PipelineStore:
             found = False
         except _FAILURES as exc:
             raise _failure(exc) from exc
-        self._any = (found, time.monotonic())
+        if generation == self._loads.generation:
+            self._any = (found, time.monotonic())
         return found
 
     async def using(self, inference_id: str) -> list[str]:

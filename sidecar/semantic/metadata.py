@@ -3,7 +3,9 @@
 
 ``SemanticIndices.resolve("my-index,logs-*")`` answers, per concrete index, the semantic
 fields with their definitions. Requests against indices without semantic fields then go
-straight through the proxy at the cost of one cached lookup.
+straight through the proxy at the cost of one cached lookup. When an entry has expired,
+concurrent requests for it share one Elasticsearch round trip; :meth:`SemanticIndices.invalidate`
+(after a mapping change of this process) also drops answers still on their way.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError
 from elasticsearch import ConnectionError as EsConnectionError
 
 from ..errors import unavailable
+from ..singleflight import SingleFlight
 from .layout import META_KEY
 
 
@@ -65,18 +68,30 @@ class SemanticIndices:
         self._cache: dict[str, tuple[float, dict[str, IndexSemantics]]] = {}
         self._write_cache: dict[str, tuple[float, IndexSemantics | None]] = {}
         self._any: tuple[float, bool] | None = None
+        # Forgotten by invalidate(): a load that began before it caches nothing.
+        self._loads: SingleFlight[Any] = SingleFlight()
+
+    @property
+    def generation(self) -> int:
+        """Moves on at every :meth:`invalidate`: caches built on these answers compare it to
+        know when to re-read."""
+        return self._loads.generation
 
     def invalidate(self) -> None:
         self._cache.clear()
         self._write_cache.clear()
         self._any = None
+        self._loads.forget()
 
     async def any_semantic(self) -> bool:
         """Whether any index or index template has semantic fields (cached): when none has,
         writes go straight through without being parsed."""
-        now = time.monotonic()
-        if self._any is not None and now - self._any[0] < self.ttl_s:
+        if self._any is not None and time.monotonic() - self._any[0] < self.ttl_s:
             return self._any[1]
+        return await self._loads.run("any", self._load_any)
+
+    async def _load_any(self) -> bool:
+        now, generation = time.monotonic(), self._loads.generation
         found = bool(await self.resolve("*,-.*"))
         if not found:
             try:
@@ -88,17 +103,21 @@ class SemanticIndices:
                 found = False
             except EsConnectionError as exc:
                 raise unavailable(f"Elasticsearch is unavailable: {exc}") from exc
-        self._any = (now, found)
+        if generation == self._loads.generation:
+            self._any = (now, found)
         return found
 
     async def for_write(self, name: str) -> IndexSemantics | None:
         """Semantic fields of the index a write to ``name`` lands in: the index itself, the
         write index of an alias, or — for an index that does not exist yet — what the
         matching index template would give it."""
-        now = time.monotonic()
         hit = self._write_cache.get(name)
-        if hit is not None and now - hit[0] < self.ttl_s:
+        if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
             return hit[1]
+        return await self._loads.run(("write", name), lambda: self._load_for_write(name))
+
+    async def _load_for_write(self, name: str) -> IndexSemantics | None:
+        now, generation = time.monotonic(), self._loads.generation
         found = await self.resolve(name)
         result: IndexSemantics | None = next(iter(found.values()), None) if found else None
         if result is None:
@@ -116,17 +135,21 @@ class SemanticIndices:
                 result = None
             except EsConnectionError as exc:
                 raise unavailable(f"Elasticsearch is unavailable: {exc}") from exc
-        self._write_cache[name] = (now, result)
+        if generation == self._loads.generation:
+            self._write_cache[name] = (now, result)
         return result
 
     async def resolve(self, expression: str) -> dict[str, IndexSemantics]:
         """Concrete indices matched by ``expression`` (an index, alias, pattern or list) that
         have semantic_text fields. Unknown names resolve to nothing (Elasticsearch reports
         them when the request is forwarded)."""
-        now = time.monotonic()
         hit = self._cache.get(expression)
-        if hit is not None and now - hit[0] < self.ttl_s:
+        if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
             return hit[1]
+        return await self._loads.run(("resolve", expression), lambda: self._load(expression))
+
+    async def _load(self, expression: str) -> dict[str, IndexSemantics]:
+        now, generation = time.monotonic(), self._loads.generation
         try:
             resp = await self.es.indices.get_mapping(
                 index=expression, ignore_unavailable=True, allow_no_indices=True,
@@ -143,5 +166,6 @@ class SemanticIndices:
             semantics = parse_meta(index, (body.get("mappings") or {}).get("_meta"))
             if semantics.fields or semantics.copy_to:
                 result[index] = semantics
-        self._cache[expression] = (now, result)
+        if generation == self._loads.generation:
+            self._cache[expression] = (now, result)
         return result

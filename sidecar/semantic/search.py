@@ -35,6 +35,7 @@ from multidict import CIMultiDict
 
 from ..errors import EsError, action_request_validation, illegal_argument, unavailable
 from ..proxy import Upstream, body_content_type
+from ..singleflight import SingleFlight
 from .fill import MISSING, get_path
 from .highlight import FieldHighlight, fragments
 from .layout import INFERENCE_ROOT, inference_path
@@ -141,21 +142,31 @@ def index_path(index: str | None, endpoint: str) -> str:
 
 
 class IndexCatalog:
-    """The concrete indices a search reads, with their creation version and semantic fields."""
+    """The concrete indices a search reads, with their creation version and semantic fields.
+    Answers are cached for ``ttl_s``, and until the semantic metadata is invalidated (a mapping
+    change of this process); after that, concurrent searches of one expression share one
+    re-read."""
 
     def __init__(self, es: AsyncElasticsearch, semantic: SemanticIndices, ttl_s: float = 1.0) -> None:
         self.es = es
         self.semantic = semantic
         self.ttl_s = ttl_s
-        self._cache: dict[tuple[str, str], tuple[float, dict[str, IndexInfo]]] = {}
+        # key -> (read at, semantic generation it was built on, answer)
+        self._cache: dict[tuple[str, str], tuple[float, int, dict[str, IndexInfo]]] = {}
+        self._loads: SingleFlight[dict[str, IndexInfo]] = SingleFlight()
 
     async def targets(self, expression: str | None, expand_wildcards: str | None = None) -> dict[str, IndexInfo]:
         expression = expression or "_all"
         key = (expression, expand_wildcards or "")
-        now = time.monotonic()
         hit = self._cache.get(key)
-        if hit is not None and now - hit[0] < self.ttl_s:
-            return hit[1]
+        if hit is not None and time.monotonic() - hit[0] < self.ttl_s and hit[1] == self.semantic.generation:
+            return hit[2]
+        generation = self.semantic.generation
+        return await self._loads.run((key, generation), lambda: self._load(key, generation))
+
+    async def _load(self, key: tuple[str, str], generation: int) -> dict[str, IndexInfo]:
+        now = time.monotonic()
+        expression, expand_wildcards = key
         semantics = await self.semantic.resolve(expression)
         try:
             kwargs: dict[str, Any] = {"index": expression, "name": "index.version.created,index.number_of_shards",
@@ -180,7 +191,8 @@ class IndexCatalog:
             result[index] = IndexInfo(index, version, semantics.get(index), shards)
         for index, sem in semantics.items():
             result.setdefault(index, IndexInfo(index, 0, sem))
-        self._cache[key] = (now, result)
+        if generation == self.semantic.generation:
+            self._cache[key] = (now, generation, result)
         return result
 
     async def field_types(self, field_name: str, indices: list[str]) -> dict[str, dict[str, Any] | None]:
