@@ -9,6 +9,7 @@ import uuid
 import aiohttp
 import pytest
 from providers.harness import SECRET
+from providers.hugging_face_fake import FakeHuggingFace
 from providers.openai_fake import FakeOpenAi
 
 pytestmark = pytest.mark.es
@@ -51,6 +52,30 @@ async def test_openai_embeddings_from_the_docs(sidecar_url, aiohttp_server):
         assert status == 401 and err["error"]["type"] == "status_exception"
         assert "sk-wrong-key" not in str(err) and SECRET not in str(err)
         await call(session, "DELETE", f"{sidecar_url}/_inference/{inference_id}")
+
+
+async def test_hugging_face_elser_is_usable_but_not_in_the_services_catalogue(sidecar_url, aiohttp_server):
+    # As in Elasticsearch (HuggingFaceElserService.hideFromConfigurationApi).
+    fake = FakeHuggingFace()
+    base = await fake.start(aiohttp_server)
+    inference_id = uid("hf-elser")
+    async with aiohttp.ClientSession() as session:
+        for path in ("/_inference/_services", "/_inference/_services/sparse_embedding"):
+            status, listed = await call(session, "GET", sidecar_url + path)
+            assert status == 200
+            names = {s["service"] for s in listed}
+            assert "hugging_face_elser" not in names and "hugging_face" in names, path
+        status, created = await call(
+            session, "PUT", f"{sidecar_url}/_inference/sparse_embedding/{inference_id}",
+            {"service": "hugging_face_elser", "service_settings": {"api_key": SECRET, "url": f"{base}/elser"}},
+        )
+        assert status == 200, created
+        assert created["service"] == "hugging_face_elser"
+        status, result = await call(session, "POST", f"{sidecar_url}/_inference/sparse_embedding/{inference_id}",
+                                    {"input": "good morning"})
+        assert status == 200, result
+        assert result["sparse_embedding"][0]["embedding"] == {"hello": 1.5, "good": 0.25}
+        assert (await call(session, "DELETE", f"{sidecar_url}/_inference/{inference_id}"))[0] == 200
 
 
 async def test_completion_and_streaming(sidecar_url, aiohttp_server):

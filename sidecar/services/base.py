@@ -135,6 +135,8 @@ class Service:
     updatable_service_keys: ClassVar[tuple[str, ...]] = ()
     # Configuration schema for GET _inference/_services.
     configuration: ClassVar[dict[str, dict[str, Any]]] = {}
+    # Left out of GET _inference/_services yet usable (Elasticsearch's hideFromConfigurationApi).
+    hidden_from_catalogue: ClassVar[bool] = False
     # Max inputs per call when the ingest path batches for this service.
     batch_size: ClassVar[int] = 16
 

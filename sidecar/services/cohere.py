@@ -20,15 +20,15 @@ from typing import Any
 
 from . import _common as common
 from . import _config as cfg
-from .base import Completion, DenseEmbeddings, Endpoint, InputType, RankedDoc, TaskType
+from .base import Completion, DenseEmbeddings, Endpoint, InputType, TaskType
 from .http import (
     AUTHENTICATION,
     SERVER_ERROR,
     UNSUCCESSFUL,
+    DocumentsRerankService,
     ErrorPolicy,
     HttpRequest,
     MalformedResponse,
-    RemoteService,
     float_vectors,
     json_event,
     require,
@@ -72,7 +72,7 @@ POLICY = ErrorPolicy(
 
 
 @register
-class CohereService(RemoteService):
+class CohereService(DocumentsRerankService):
     name = "cohere"
     display_name = "Cohere"
     task_types = (TaskType.TEXT_EMBEDDING, TaskType.RERANK, TaskType.COMPLETION)
@@ -80,6 +80,8 @@ class CohereService(RemoteService):
     default_rpm = {t: 10_000 for t in task_types}
     configuration = cfg.configuration(cfg.model_id(task_types), cfg.api_key(task_types), cfg.rate_limit(task_types))
     batch_size = 96
+    policy = POLICY
+    rerank_task_keys = ("return_documents", "top_n", "max_chunks_per_doc")
 
     # -- settings ----------------------------------------------------------------------------
     def read_service_settings(self, task_type: TaskType, ss: SettingsReader) -> dict[str, Any]:
@@ -165,22 +167,6 @@ class CohereService(RemoteService):
 
         return await self.embed_batches(
             endpoint, inputs, build, parse, timeout=timeout, policy=POLICY, element_type=element_type
-        )
-
-    async def rerank(
-        self,
-        endpoint: Endpoint,
-        query: str,
-        inputs: Sequence[str],
-        task_settings: dict[str, Any],
-        timeout: float | None = None,
-    ) -> list[RankedDoc]:
-        settings = self.effective_task_settings(endpoint, task_settings)
-        body = {"model": endpoint.service_settings.get("model_id"), "query": query, "documents": list(inputs)}
-        common.put_set(body, settings, "return_documents", "top_n", "max_chunks_per_doc")
-        request = self._request(endpoint, "rerank", body)
-        return await self.rerank_call(
-            endpoint, request, inputs, settings, "Cohere rerank response", timeout=timeout, policy=POLICY
         )
 
     def _chat(self, endpoint: Endpoint, text: str, stream: bool) -> HttpRequest:

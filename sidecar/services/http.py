@@ -54,7 +54,7 @@ from .. import metrics
 from ..errors import EsError, status_exception
 from ..errors import timeout as timeout_error
 from ._chat import parse_chat_request, stream_inputs
-from ._common import SERVICE, TASK, drop_none, secrets
+from ._common import SERVICE, TASK, drop_none, put_set, secrets
 from .base import DenseEmbeddings, Endpoint, InputType, ParsedConfig, RankedDoc, Service, TaskType
 from .settings import SettingsReader, finish
 
@@ -967,28 +967,6 @@ class RemoteService(Service):
             vectors=[vector for vector, _ in pairs], element_type=element_type, truncated=flags if any(flags) else None
         )
 
-    async def rerank_call(
-        self,
-        endpoint: Endpoint,
-        request: HttpRequest,
-        inputs: Sequence[str],
-        settings: Mapping[str, Any],
-        context: str,
-        *,
-        timeout: float | None,
-        policy: ErrorPolicy = DEFAULT_POLICY,
-    ) -> list[RankedDoc]:
-        """Send a rerank request answered with ``results`` (or ``data``) of
-        ``{index, relevance_score, document}`` items (Cohere, Jina, Voyage)."""
-
-        def parse(obj: Any) -> list[RankedDoc]:
-            items = obj.get("results", obj.get("data")) if isinstance(obj, dict) else None
-            if items is None:
-                raise MalformedResponse(f"Failed to find required field [results] in {context}")
-            return ranked_docs(items, inputs, context, with_text=bool(settings.get("return_documents")))
-
-        return await self.call(endpoint, request, parse, timeout=timeout, policy=policy)
-
     # -- streaming ---------------------------------------------------------------------------
     def stream(
         self, endpoint: Endpoint, request: dict[str, Any], timeout: float | None = None
@@ -1045,3 +1023,41 @@ class RemoteService(Service):
                 f"[{wanted}]. Please recreate the [{endpoint.inference_id}] configuration with the correct dimensions",
             )
         return dims, settings.get("similarity") or self.default_similarity
+
+
+class DocumentsRerankService(RemoteService):
+    """A service whose ``rerank`` takes ``{"model", "query", "documents"}`` (plus the task
+    settings named in :attr:`rerank_task_keys` that are set) on its ``rerank`` route and
+    answers ``results`` (or ``data``) of ``{index, relevance_score, document}`` items:
+    Cohere, Jina AI, Voyage AI. Subclasses build requests with ``_request(endpoint, route, body)``."""
+
+    rerank_task_keys: ClassVar[tuple[str, ...]] = ("top_n", "return_documents")
+    policy: ClassVar[ErrorPolicy] = DEFAULT_POLICY
+
+    def _request(self, endpoint: Endpoint, route: str, body: dict[str, Any]) -> HttpRequest:
+        raise NotImplementedError
+
+    def rerank_settings(self, endpoint: Endpoint, task_settings: dict[str, Any]) -> dict[str, Any]:
+        """The task settings one rerank call uses."""
+        return self.effective_task_settings(endpoint, task_settings)
+
+    async def rerank(
+        self,
+        endpoint: Endpoint,
+        query: str,
+        inputs: Sequence[str],
+        task_settings: dict[str, Any],
+        timeout: float | None = None,
+    ) -> list[RankedDoc]:
+        settings = self.rerank_settings(endpoint, task_settings)
+        body = {"model": endpoint.service_settings.get("model_id"), "query": query, "documents": list(inputs)}
+        request = self._request(endpoint, "rerank", put_set(body, settings, *self.rerank_task_keys))
+        context = f"{self.display_name} rerank response"
+
+        def parse(obj: Any) -> list[RankedDoc]:
+            items = obj.get("results", obj.get("data")) if isinstance(obj, dict) else None
+            if items is None:
+                raise MalformedResponse(f"Failed to find required field [results] in {context}")
+            return ranked_docs(items, inputs, context, with_text=bool(settings.get("return_documents")))
+
+        return await self.call(endpoint, request, parse, timeout=timeout, policy=self.policy)

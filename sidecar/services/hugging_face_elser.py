@@ -2,7 +2,8 @@
 
 Elasticsearch's settings: ``service_settings`` ``api_key`` (secret), ``url`` (required),
 ``rate_limit`` (3000 a minute); ``max_input_tokens`` is always shown as 512. The endpoint takes
-``{"inputs": [...]}`` and answers one ``{"token": weight}`` object per input.
+``{"inputs": [...]}`` and answers one ``{"token": weight}`` object per input. Like
+Elasticsearch, ``GET _inference/_services`` does not list this service.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class HuggingFaceElserService(RemoteService):
     name = "hugging_face_elser"
     display_name = "Hugging Face ELSER"
     task_types = (TaskType.SPARSE_EMBEDDING,)
+    hidden_from_catalogue = True  # as in Elasticsearch: endpoints can still be created
     default_rpm = {TaskType.SPARSE_EMBEDDING: 3000}
     configuration = cfg.configuration(
         cfg.api_key(task_types),

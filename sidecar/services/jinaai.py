@@ -19,8 +19,8 @@ from typing import Any
 from . import _common as common
 from . import _config as cfg
 from ._openai_compat import parse_embeddings
-from .base import DenseEmbeddings, Endpoint, InputType, RankedDoc, TaskType
-from .http import UNSUCCESSFUL, ErrorPolicy, HttpRequest, RemoteService
+from .base import DenseEmbeddings, Endpoint, InputType, TaskType
+from .http import UNSUCCESSFUL, DocumentsRerankService, ErrorPolicy, HttpRequest
 from .registry import register
 from .settings import SettingsReader
 
@@ -38,7 +38,7 @@ POLICY = ErrorPolicy(messages={400: UNSUCCESSFUL, 403: UNSUCCESSFUL, 404: UNSUCC
 
 
 @register
-class JinaAiService(RemoteService):
+class JinaAiService(DocumentsRerankService):
     name = "jinaai"
     display_name = "Jina AI"
     task_types = (TaskType.TEXT_EMBEDDING, TaskType.RERANK)
@@ -56,6 +56,8 @@ class JinaAiService(RemoteService):
         ),
     )
     batch_size = 2048
+    policy = POLICY
+    rerank_task_keys = ("top_n", "return_documents")
 
     def read_service_settings(self, task_type: TaskType, ss: SettingsReader) -> dict[str, Any]:
         url = common.url(ss)
@@ -113,19 +115,4 @@ class JinaAiService(RemoteService):
 
         return await self.embed_batches(
             endpoint, inputs, build, parse, timeout=timeout, policy=POLICY, element_type=element_type
-        )
-
-    async def rerank(
-        self,
-        endpoint: Endpoint,
-        query: str,
-        inputs: Sequence[str],
-        task_settings: dict[str, Any],
-        timeout: float | None = None,
-    ) -> list[RankedDoc]:
-        settings = self.effective_task_settings(endpoint, task_settings)
-        body = {"model": endpoint.service_settings["model_id"], "query": query, "documents": list(inputs)}
-        request = self._request(endpoint, "rerank", common.put_set(body, settings, "top_n", "return_documents"))
-        return await self.rerank_call(
-            endpoint, request, inputs, settings, "Jina AI rerank response", timeout=timeout, policy=POLICY
         )

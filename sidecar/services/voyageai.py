@@ -20,8 +20,8 @@ from typing import Any
 from . import _common as common
 from . import _config as cfg
 from ._openai_compat import parse_embeddings
-from .base import DenseEmbeddings, Endpoint, InputType, RankedDoc, TaskType
-from .http import UNSUCCESSFUL, ErrorPolicy, HttpRequest, RemoteService
+from .base import DenseEmbeddings, Endpoint, InputType, TaskType
+from .http import UNSUCCESSFUL, DocumentsRerankService, ErrorPolicy, HttpRequest
 from .registry import register
 from .settings import SettingsReader
 
@@ -39,13 +39,20 @@ POLICY = ErrorPolicy(messages={400: UNSUCCESSFUL, 403: UNSUCCESSFUL, 404: UNSUCC
 
 
 @register
-class VoyageAiService(RemoteService):
+class VoyageAiService(DocumentsRerankService):
     name = "voyageai"
     display_name = "Voyage AI"
     task_types = (TaskType.TEXT_EMBEDDING, TaskType.RERANK)
     default_rpm = {t: 2000 for t in task_types}
     configuration = cfg.configuration(cfg.model_id(task_types), cfg.api_key(task_types), cfg.rate_limit(task_types))
     batch_size = 128
+    policy = POLICY
+    rerank_task_keys = ("top_k", "return_documents", "truncation")
+
+    def rerank_settings(self, endpoint: Endpoint, task_settings: dict[str, Any]) -> dict[str, Any]:
+        settings = super().rerank_settings(endpoint, task_settings)
+        settings.setdefault("top_k", settings.get("top_n"))  # Voyage AI's name for top_n
+        return settings
 
     def read_service_settings(self, task_type: TaskType, ss: SettingsReader) -> dict[str, Any]:
         model_id = ss.string("model_id", required=True)
@@ -108,20 +115,4 @@ class VoyageAiService(RemoteService):
 
         return await self.embed_batches(
             endpoint, inputs, build, parse, timeout=timeout, policy=POLICY, element_type=element_type
-        )
-
-    async def rerank(
-        self,
-        endpoint: Endpoint,
-        query: str,
-        inputs: Sequence[str],
-        task_settings: dict[str, Any],
-        timeout: float | None = None,
-    ) -> list[RankedDoc]:
-        settings = self.effective_task_settings(endpoint, task_settings)
-        settings.setdefault("top_k", settings.get("top_n"))
-        body = {"query": query, "documents": list(inputs), "model": endpoint.service_settings["model_id"]}
-        request = self._request(endpoint, "rerank", common.put_set(body, settings, "top_k", "return_documents", "truncation"))
-        return await self.rerank_call(
-            endpoint, request, inputs, settings, "Voyage AI rerank response", timeout=timeout, policy=POLICY
         )
