@@ -46,7 +46,7 @@ class Config:
     registry_ttl_s: float = 1.0
     # Micro-batching of local models.
     max_batch_size: int = 32
-    max_batch_wait_ms: float = 2.0
+    max_batch_wait_ms: float = 0.0
     max_queue: int = 10_000
     # Where local models run: "auto" (the first CUDA GPU when torch sees one, else the CPU),
     # "cpu", "cuda" or "cuda:N".
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model-cache-dir", default=_env("MODEL_CACHE_DIR"), help="[SIDECAR_MODEL_CACHE_DIR]")
     p.add_argument("--max-batch-size", type=int, default=int(_env("MAX_BATCH_SIZE", "32")))
-    p.add_argument("--max-batch-wait-ms", type=float, default=float(_env("MAX_BATCH_WAIT_MS", "2")))
+    p.add_argument("--max-batch-wait-ms", type=float, default=float(_env("MAX_BATCH_WAIT_MS", "0")))
     p.add_argument("--max-queue", type=int, default=int(_env("MAX_QUEUE", "10000")))
     p.add_argument(
         "--device",

@@ -94,7 +94,12 @@ def test_concurrent_perform_gets_es_shaped_429s(small_queue):
             assert len(body["text_embedding"]) == 6
             assert len(body["text_embedding"][0]["embedding"]) == 384
     # A request larger than the whole queue is refused in the same shape.
-    _assert_rejection_shape(*_perform(proc.url, inference_id, QUEUE + 1))
+    # A request larger than the whole queue can never be queued: a 429 that says so and must
+    # be split, without a Retry-After.
+    status, headers, body = _perform(proc.url, inference_id, QUEUE + 1)
+    assert status == 429 and "retry-after" not in headers, headers
+    assert body["error"]["type"] == "es_rejected_execution_exception"
+    assert f"exceeds the inference queue capacity [{QUEUE}]" in body["error"]["reason"]
     _, metrics, raw = http.request("GET", f"{proc.url}/_sidecar/metrics")
     rejected = [line for line in raw.decode().splitlines()
                 if line.startswith("sidecar_deployment_rejected") and inference_id in line]

@@ -151,6 +151,128 @@ async def test_close_fails_queued_callers():
         await b.submit(["b"])
 
 
+async def test_idle_worker_starts_at_once_whatever_the_batch_wait():
+    # An hour of max_batch_wait_ms: a lone request must not wait for it when a worker is free.
+    rec = Recorder()
+    b = MicroBatcher(rec, name="t", max_batch_size=32, max_batch_wait_ms=3_600_000)
+    b.set_workers(1)
+    assert await asyncio.wait_for(b.submit(["q"]), 30) == ["Q"]
+    assert await asyncio.wait_for(b.submit(["r", "s"]), 30) == ["R", "S"]
+    await b.close()
+
+
+class Gated:
+    """Blocks every batch holding ``"block"`` until the gate opens; records the batches."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.batches: list[list[str]] = []
+
+    def __call__(self, items: list[str]) -> list[str]:
+        if "block" in items:
+            self.gate.wait(10)
+        self.batches.append(list(items))
+        return [s.upper() for s in items]
+
+
+async def _until(predicate) -> None:
+    for _ in range(500):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+async def test_batches_grow_while_the_worker_is_busy():
+    fn = Gated()
+    b = MicroBatcher(fn, name="t", max_batch_size=16, max_batch_wait_ms=0)
+    b.set_workers(1)
+    first = asyncio.create_task(b.submit(["block"]))
+    await _until(lambda: b.in_flight == 1)
+    calls = [asyncio.create_task(b.submit([f"c{i}"])) for i in range(10)]
+    await _until(lambda: b.queued == 10)
+    fn.gate.set()
+    assert await first == ["BLOCK"]
+    assert [await c for c in calls] == [[f"C{i}"] for i in range(10)]
+    assert fn.batches == [["block"], sorted(f"c{i}" for i in range(10))]  # one batch of all ten
+    await b.close()
+
+
+async def test_concurrent_short_and_long_requests_are_batched_by_length():
+    fn = Gated()
+    b = MicroBatcher(fn, name="t", max_batch_size=4, max_batch_wait_ms=0)
+    b.set_workers(1)
+    blocker = asyncio.create_task(b.submit(["block"]))
+    await _until(lambda: b.in_flight == 1)
+    shorts = [f"s{i}" for i in range(4)]
+    longs = [f"long text number {i} " * 20 for i in range(4)]
+    # Interleaved arrivals, and one request holding both a short and a long item.
+    calls = [asyncio.create_task(b.submit([x])) for pair in zip(shorts[:3], longs[:3], strict=True) for x in pair]
+    mixed = asyncio.create_task(b.submit([longs[3], shorts[3]]))
+    await _until(lambda: b.queued == 8)
+    fn.gate.set()
+    await blocker
+    expected = [[x.upper()] for pair in zip(shorts[:3], longs[:3], strict=True) for x in pair]
+    assert [await c for c in calls] == expected
+    assert await mixed == [longs[3].upper(), shorts[3].upper()]  # the caller's order
+    assert sorted(map(sorted, fn.batches[1:])) == [sorted(longs), sorted(shorts)]
+    await b.close()
+
+
+async def test_oldest_item_is_not_starved_by_shorter_ones():
+    fn = Gated()
+    b = MicroBatcher(fn, name="t", max_batch_size=4, max_batch_wait_ms=0)
+    b.set_workers(1)
+    blocker = asyncio.create_task(b.submit(["block"]))
+    await _until(lambda: b.in_flight == 1)
+    long_ = asyncio.create_task(b.submit(["a long text " * 30]))
+    await _until(lambda: b.queued == 1)
+    shorts = asyncio.create_task(b.submit([f"s{i}" for i in range(12)]))
+    await _until(lambda: b.queued == 13)
+    fn.gate.set()
+    await asyncio.gather(blocker, long_, shorts)
+    assert "a long text " * 30 in fn.batches[1]  # the oldest item goes first
+    assert max(map(len, fn.batches)) <= 4
+    await b.close()
+
+
+async def test_batch_wait_applies_only_while_another_batch_runs():
+    fn = Gated()
+    b = MicroBatcher(fn, name="t", max_batch_size=2, max_batch_wait_ms=3_600_000)
+    b.set_workers(2)
+    blocker = asyncio.create_task(b.submit(["block"]))  # first worker: started at once
+    await _until(lambda: b.in_flight == 1)
+    y = asyncio.create_task(b.submit(["y"]))
+    await asyncio.sleep(0.05)
+    assert not y.done()  # the second worker waits for a fuller batch ...
+    z = asyncio.create_task(b.submit(["z"]))
+    assert await asyncio.wait_for(asyncio.gather(y, z), 30) == [["Y"], ["Z"]]  # ... until it is full
+    assert not blocker.done() and fn.batches == [["y", "z"]]
+    w = asyncio.create_task(b.submit(["w"]))
+    await asyncio.sleep(0.05)
+    assert not w.done()
+    fn.gate.set()  # no other batch running any more: it goes
+    assert await asyncio.wait_for(w, 30) == ["W"]
+    await blocker
+    await b.close()
+
+
+async def test_request_larger_than_the_queue_says_so_without_retry_after():
+    b = MicroBatcher(Recorder(), name="dep", max_batch_size=2, max_queue=4)
+    b.set_workers(1)
+    with pytest.raises(EsError) as e:
+        await b.submit(["a", "b", "c", "d", "e"])
+    assert e.value.status == 429 and e.value.type == "es_rejected_execution_exception"
+    assert "Retry-After" not in e.value.headers
+    assert e.value.reason == (
+        "[dep] request of [5] inputs exceeds the inference queue capacity [4] and can never be "
+        "queued; split it into requests of at most [4] inputs"
+    )
+    assert b.rejected == 1 and b.queued == 0
+    assert await b.submit(["a", "b", "c", "d"]) == ["A", "B", "C", "D"]
+    await b.close()
+
+
 def test_plan_batches_splits_on_length_jumps():
     short, long_ = [10] * 31, [256]
     plans = plan_batches(short + long_, max_batch_size=32, max_tokens=100_000)
@@ -161,3 +283,16 @@ def test_plan_batches_splits_on_length_jumps():
     # Tiny inputs are never split for padding's sake.
     assert len(plan_batches([1, 2, 3, 8], max_batch_size=32, max_tokens=100_000)) == 1
     assert plan_batches([], max_batch_size=4, max_tokens=10) == []
+    # Every item lands in exactly one sub-batch, in order.
+    lengths = sorted((i * 37) % 120 + 1 for i in range(100))
+    plans = plan_batches(lengths, max_batch_size=32, max_tokens=2_000)
+    assert [i for p in plans for i in range(p.start, p.stop)] == list(range(100))
+    assert all(p.stop - p.start <= 32 and (p.stop - p.start) * lengths[p.stop - 1] <= 2_000 for p in plans)
+
+
+def test_plan_batches_weighs_padding_against_the_cost_of_a_pass():
+    lengths = [10] * 16 + [40] * 16  # one pass pads half of the short items' 640 tokens
+    cheap_pass = plan_batches(lengths, max_batch_size=32, max_tokens=100_000, overhead_tokens=64)
+    assert [(p.start, p.stop) for p in cheap_pass] == [(0, 16), (16, 32)]
+    costly_pass = plan_batches(lengths, max_batch_size=32, max_tokens=100_000, overhead_tokens=4096)
+    assert [(p.start, p.stop) for p in costly_pass] == [(0, 32)]

@@ -151,13 +151,17 @@ async def test_inference_timeout_is_408_and_drops_the_request(tiny):
         await m.close()
 
 
-async def test_full_queue_is_429_with_retry_after(tiny):
+async def test_request_larger_than_the_queue_is_429_without_retry_after(tiny):
     m = ModelManager(aliases={"e": tiny["embed"]}, max_queue=8)
     try:
         dep = await m.deploy("d", "e", "text_embedding")
         with pytest.raises(EsError) as e:
             await dep.embed(["x"] * 9)
-        assert e.value.status == 429 and e.value.headers.get("Retry-After")
+        # Retrying cannot help: the reason says why and what to do, and there is no Retry-After.
+        assert e.value.status == 429 and e.value.type == "es_rejected_execution_exception"
+        assert "Retry-After" not in e.value.headers
+        assert "[9] inputs exceeds the inference queue capacity [8]" in e.value.reason
+        assert "split it into requests of at most [8] inputs" in e.value.reason
         assert dep.stats()["rejected_execution_count"] == 1
         assert dep.stats()["queue_capacity"] == 8
         assert (await dep.embed(["x"] * 8)).shape == (8, 32)

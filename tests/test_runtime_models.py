@@ -188,3 +188,95 @@ async def test_wrong_task_method_is_rejected(manager):
     with pytest.raises(EsError) as e:
         await dep.embed(["x"])
     assert e.value.status == 400 and "rerank" in e.value.reason
+
+
+# -- device placement --------------------------------------------------------------------
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+async def _deploy_all(m: ModelManager):
+    return (
+        await m.deploy("embed", "tiny-embed", "text_embedding"),
+        await m.deploy("elser", ".elser_model_2", "sparse_embedding"),
+        await m.deploy("rerank", ".rerank-v1", "rerank"),
+    )
+
+
+def _aliases(tiny) -> dict[str, str]:
+    return {".elser_model_2": tiny["sparse"], ".rerank-v1": tiny["rerank"], "tiny-embed": tiny["embed"]}
+
+
+async def test_cpu_device_runs_every_task(tiny):
+    m = ModelManager(aliases=_aliases(tiny), device="cpu")
+    try:
+        embed, elser, rerank = await _deploy_all(m)
+        vecs = await embed.embed(["a short text", "another, somewhat longer text"])
+        assert isinstance(vecs, np.ndarray) and vecs.dtype == np.float32 and vecs.shape == (2, TINY_HIDDEN_SIZE)
+        [(tokens, _)] = await elser.sparse(["the cat sat on the mat"])
+        assert tokens and all(isinstance(w, float) for w in tokens.values())
+        scores = await rerank.rerank("cat", ["the cat", "tax law"])
+        assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
+    finally:
+        await m.close()
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:x", "cuda:99"])
+async def test_unknown_or_missing_device_fails_the_deployment_with_400(tiny, device):
+    from sidecar.errors import EsError
+
+    m = ModelManager(aliases=_aliases(tiny), device=device)
+    try:
+        with pytest.raises(EsError) as e:
+            await m.deploy("embed", "tiny-embed", "text_embedding")
+        assert e.value.status == 400
+        assert f"[{device}]" in e.value.reason
+        assert m.get("embed") is None  # not kept as a failed deployment
+    finally:
+        await m.close()
+
+
+@pytest.mark.skipif(_cuda(), reason="this host has CUDA")
+async def test_cuda_without_a_gpu_fails_the_deployment_with_400(tiny):
+    from sidecar.errors import EsError
+
+    m = ModelManager(aliases=_aliases(tiny), device="cuda")
+    try:
+        with pytest.raises(EsError) as e:
+            await m.deploy("embed", "tiny-embed", "text_embedding")
+        assert e.value.status == 400 and e.value.type == "status_exception"
+        assert "device [cuda]" in e.value.reason and "CUDA is not available" in e.value.reason
+    finally:
+        await m.close()
+
+
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA device")
+async def test_cuda_results_match_cpu(tiny):
+    texts = ["the cat sat on the mat", "a much longer text about search engines and their indices " * 3, "x"]
+    docs = ["the cat", "a dog in the house", "money and tax law"]
+    cpu, gpu = ModelManager(aliases=_aliases(tiny), device="cpu"), ModelManager(aliases=_aliases(tiny), device="cuda")
+    try:
+        c_embed, c_elser, c_rerank = await _deploy_all(cpu)
+        g_embed, g_elser, g_rerank = await _deploy_all(gpu)
+        c_vecs, g_vecs = await c_embed.embed(texts), await g_embed.embed(texts)
+        assert isinstance(g_vecs, np.ndarray) and g_vecs.dtype == np.float32  # back on the host
+        np.testing.assert_allclose(g_vecs, c_vecs, atol=1e-4, rtol=1e-3)
+        for (c_tokens, c_trunc), (g_tokens, g_trunc) in zip(
+            await c_elser.sparse(texts), await g_elser.sparse(texts), strict=True
+        ):
+            assert c_trunc == g_trunc
+            shared = c_tokens.keys() & g_tokens.keys()
+            assert len(shared) >= 0.95 * len(c_tokens)  # near-zero weights may differ in sign only
+            for key in shared:
+                assert g_tokens[key] == pytest.approx(c_tokens[key], rel=1e-3, abs=1e-4)
+        np.testing.assert_allclose(
+            await g_rerank.rerank("where is the cat", docs), await c_rerank.rerank("where is the cat", docs),
+            atol=1e-4, rtol=1e-3,
+        )
+    finally:
+        await cpu.close()
+        await gpu.close()

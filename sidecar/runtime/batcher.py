@@ -1,13 +1,24 @@
 """Micro-batching queue.
 
 Callers :meth:`MicroBatcher.submit` lists of items; the items of all callers wait in one
-bounded FIFO queue. ``workers`` worker tasks (one per allocation) each take up to
-``max_batch_size`` items (waiting up to ``max_batch_wait_ms`` for a batch to fill), sort
-them by length and run them through ``run_batch`` in a thread pool, then route each result
-back to its caller, in the caller's order.
+bounded queue kept **sorted by length**. ``workers`` worker tasks (one per allocation) each
+take up to ``max_batch_size`` items and run them through ``run_batch`` in a thread pool, then
+route each result back to its caller, in the caller's order.
 
+- **No idle wait.** A free worker starts a batch as soon as items are queued; batches grow by
+  themselves while every worker is busy (whatever arrived meanwhile is taken next). Only
+  while another batch of the same queue is running may a free worker wait up to
+  ``max_batch_wait_ms`` for its batch to fill (off with ``0``); a worker that would
+  otherwise be the only one running never waits.
+- **Batches of similar length.** A batch is anchored on the oldest queued item (so no item
+  waits behind an endless stream of others) and filled with the ``max_batch_size`` queued
+  items closest to it in length, so concurrent short and long requests are not padded to
+  each other's length.
 - The queue is bounded (``max_queue`` items): a request that does not fit is rejected whole
   with ``429`` (``es_rejected_execution_exception``, ``Retry-After``) — no unbounded growth.
+  A request with more items than the whole queue holds can never fit: it is rejected with a
+  reason that says so and no ``Retry-After`` (as Elasticsearch's inference queue rejects
+  it); the caller must split it.
 - A caller that times out or is cancelled has its still-queued items dropped.
 - ``workers`` may be changed at any time (adaptive allocations), including to zero: items
   then wait in the queue until workers come back.
@@ -20,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -54,14 +66,17 @@ class _Request:
             self.future.set_exception(exc)
 
 
-class _Entry:
-    __slots__ = ("request", "index", "item", "length")
 
-    def __init__(self, request: _Request, index: int, item: Any, length: int) -> None:
+class _Entry:
+    __slots__ = ("request", "index", "item", "length", "seq", "taken")
+
+    def __init__(self, request: _Request, index: int, item: Any, length: int, seq: int) -> None:
         self.request = request
         self.index = index
         self.item = item
         self.length = length
+        self.seq = seq  # arrival order
+        self.taken = False
 
 
 class _Throughput:
@@ -97,7 +112,7 @@ class MicroBatcher:
         name: str = "batcher",
         length: Callable[[Any], int] = len,
         max_batch_size: int = 32,
-        max_batch_wait_ms: float = 2.0,
+        max_batch_wait_ms: float = 0.0,
         max_queue: int = 10_000,
     ) -> None:
         if max_batch_size < 1:
@@ -108,10 +123,16 @@ class MicroBatcher:
         self.max_batch_size = max_batch_size
         self.max_batch_wait_s = max(0.0, max_batch_wait_ms) / 1000.0
         self.max_queue = max_queue
-        self._queue: deque[_Entry] = deque()
+        # The queue twice: by (length, arrival) to cut batches of similar length, and in
+        # arrival order to find the oldest item. Taken and cancelled entries leave the
+        # arrival deque lazily (when they reach its head).
+        self._sorted: list[tuple[int, int, _Entry]] = []
+        self._arrivals: deque[_Entry] = deque()
+        self._seq = 0
         self._queued = 0  # live (not cancelled) items in the queue
         self._dead = 0  # cancelled items still in the queue
-        self._wakeup = asyncio.Event()
+        self._wakeup = asyncio.Event()  # items queued (idle workers wait on it)
+        self._changed = asyncio.Event()  # items queued or a batch finished (a lingering worker waits on it)
         self._workers: dict[int, asyncio.Task] = {}
         self._target_workers = 0
         self._executor: ThreadPoolExecutor | None = None
@@ -171,56 +192,91 @@ class MicroBatcher:
         self._wakeup.set()
 
     async def _worker(self, wid: int) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while self._closed is None and wid < self._target_workers:
                 if self._queued == 0:
                     self._wakeup.clear()
                     await self._wakeup.wait()
                     continue
-                if self._queued < self.max_batch_size and self.max_batch_wait_s > 0:
-                    await asyncio.sleep(self.max_batch_wait_s)
+                if self._in_flight and self.max_batch_wait_s > 0 and self._queued < self.max_batch_size:
+                    await self._linger()
                     if self._closed is not None or wid >= self._target_workers:
                         break
                 batch = self._take(self.max_batch_size)
-                if not batch:
-                    continue
-                batch.sort(key=lambda e: e.length)
-                items = [e.item for e in batch]
-                metrics.BATCH_SIZE.labels(self.name).observe(len(items))
-                started = time.perf_counter()
-                self._in_flight += 1
-                try:
-                    results = await loop.run_in_executor(self._executor, self._run_batch, items)
-                    if len(results) != len(items):
-                        raise RuntimeError(f"model returned {len(results)} results for {len(items)} inputs")
-                except Exception as exc:  # model failure: fail the callers, keep serving
-                    self.errors += 1
-                    log.exception("inference batch failed in [%s]", self.name)
-                    for e in batch:
-                        e.request.fail(exc)
-                else:
-                    for e, result in zip(batch, results, strict=True):
-                        e.request.deliver(e.index, result)
-                finally:
-                    self._in_flight -= 1
-                    self.busy_s += time.perf_counter() - started
-                    self.batches += 1
-                    self.items += len(items)
-                    self.throughput.add(len(items))
+                if batch:
+                    await self._run(batch)
         finally:
             # Hand the wake-up on, so that no queued item is left without a worker noticing.
             if self._queued:
                 self._wakeup.set()
 
+    async def _linger(self) -> None:
+        """Another batch is running: give this one up to ``max_batch_wait_ms`` to fill. Ends
+        early when it is full or when no other batch runs any more."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_batch_wait_s
+        while self._in_flight and self._queued < self.max_batch_size and self._closed is None:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._changed.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._changed.wait()
+            except TimeoutError:
+                return
+
+    async def _run(self, batch: list[_Entry]) -> None:
+        items = [e.item for e in batch]
+        metrics.BATCH_SIZE.labels(self.name).observe(len(items))
+        started = time.perf_counter()
+        self._in_flight += 1
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(self._executor, self._run_batch, items)
+            if len(results) != len(items):
+                raise RuntimeError(f"model returned {len(results)} results for {len(items)} inputs")
+        except Exception as exc:  # model failure: fail the callers, keep serving
+            self.errors += 1
+            log.exception("inference batch failed in [%s]", self.name)
+            for e in batch:
+                e.request.fail(exc)
+        else:
+            for e, result in zip(batch, results, strict=True):
+                e.request.deliver(e.index, result)
+        finally:
+            self._in_flight -= 1
+            self._changed.set()
+            self.busy_s += time.perf_counter() - started
+            self.batches += 1
+            self.items += len(items)
+            self.throughput.add(len(items))
+
     def _take(self, n: int) -> list[_Entry]:
+        """Up to ``n`` live items, sorted by length: the oldest queued item and the items
+        closest to it in length."""
+        arrivals = self._arrivals
+        while arrivals and (arrivals[0].taken or arrivals[0].request.cancelled):
+            arrivals.popleft()
+        if not arrivals:
+            return []
+        ordered = self._sorted
+        if len(ordered) <= n:
+            window, self._sorted = ordered, []
+        else:
+            anchor = arrivals[0]
+            pos = bisect_left(ordered, (anchor.length, anchor.seq))
+            # Of the n-item windows holding the anchor, the one with the least length spread
+            # (then the one starting at the anchor: the longer neighbours, in arrival order).
+            lo, hi = max(0, pos - n + 1), min(pos, len(ordered) - n)
+            start = min(range(lo, hi + 1), key=lambda s: (ordered[s + n - 1][0] - ordered[s][0], pos - s))
+            window = ordered[start : start + n]
+            del ordered[start : start + n]
         batch: list[_Entry] = []
-        queue = self._queue
-        while queue and len(batch) < n:
-            entry = queue.popleft()
+        for _, _, entry in window:
             if entry.request.cancelled:
                 self._dead -= 1
                 continue
+            entry.taken = True
             entry.request.queued -= 1
             self._queued -= 1
             batch.append(entry)
@@ -236,6 +292,16 @@ class MicroBatcher:
         if self._closed is not None:
             raise self._closed_error()
         n = len(items)
+        if n > self.max_queue:
+            self.rejected += 1
+            # No Retry-After: retrying the same request can never succeed.
+            raise EsError(
+                429,
+                "es_rejected_execution_exception",
+                f"[{self.name}] request of [{n}] inputs exceeds the inference queue capacity "
+                f"[{self.max_queue}] and can never be queued; split it into requests of at most "
+                f"[{self.max_queue}] inputs",
+            )
         if self._queued + n > self.max_queue:
             self.rejected += 1
             raise too_many_requests(
@@ -246,10 +312,19 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         request = _Request(loop.create_future(), n)
         length = self._length
-        self._queue.extend(_Entry(request, i, item, length(item)) for i, item in enumerate(items))
+        seq = self._seq
+        self._seq += n
+        entries = [_Entry(request, i, item, length(item), seq + i) for i, item in enumerate(items)]
+        self._arrivals.extend(entries)
+        if n == 1:
+            insort(self._sorted, (entries[0].length, seq, entries[0]))
+        else:
+            self._sorted.extend((e.length, e.seq, e) for e in entries)
+            self._sorted.sort()  # (length, seq) is unique: entries themselves are never compared
         self._queued += n
         self.last_access = time.time()
         self._wakeup.set()
+        self._changed.set()
         try:
             return await request.future
         except BaseException:  # cancelled (timeout, client gone) or failed: drop what is left
@@ -268,7 +343,8 @@ class MicroBatcher:
             request.future.cancel()
         # Compact when cancelled entries dominate (e.g. callers timing out while no worker runs).
         if self._dead > 1024 and self._dead > self._queued:
-            self._queue = deque(e for e in self._queue if not e.request.cancelled)
+            self._sorted = [t for t in self._sorted if not t[2].request.cancelled]
+            self._arrivals = deque(e for e in self._arrivals if not (e.taken or e.request.cancelled))
             self._dead = 0
 
     # -- shutdown ------------------------------------------------------------------------
@@ -285,8 +361,9 @@ class MicroBatcher:
         self._closed = error or unavailable(f"[{self.name}] is shutting down")
         self._target_workers = 0
         self._wakeup.set()
-        while self._queue:
-            entry = self._queue.popleft()
+        self._changed.set()
+        queued, self._sorted, self._arrivals = self._sorted, [], deque()
+        for _, _, entry in queued:
             if not entry.request.cancelled:
                 entry.request.fail(self._closed_error())
         self._queued = self._dead = 0

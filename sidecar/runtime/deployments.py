@@ -2,7 +2,7 @@
 
 A :class:`Deployment` is what Elasticsearch calls a trained model deployment: a model id, a
 task, ``number_of_allocations`` (parallel workers, each running one batch at a time) and
-``threads_per_allocation`` (torch intra-op threads per worker). Each deployment has its own
+``threads_per_allocation`` (torch intra-op threads per worker, on CPU). Each deployment has its own
 bounded micro-batching queue (:mod:`.batcher`), so its allocations, queue capacity and stats
 are its own, as in Elasticsearch.
 
@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import EsError, not_found, status_exception, unavailable, validation
 from ..errors import timeout as timeout_error
 from .batcher import MicroBatcher
-from .models import TASKS, LoadedModel, ModelInfo, load_model
+from .models import TASKS, LoadedModel, ModelInfo, load_model, resolve_device
 from .resolve import ResolvedModel, resolve_model
 
 log = logging.getLogger(__name__)
@@ -472,7 +472,7 @@ class ModelManager:
         aliases: dict[str, str] | None = None,
         cache_dir: str | None = None,
         max_batch_size: int = 32,
-        max_batch_wait_ms: float = 2.0,
+        max_batch_wait_ms: float = 0.0,
         max_queue: int = 10_000,
         device: str = "auto",
         backend: str = "torch",
@@ -602,6 +602,9 @@ class ModelManager:
 
     async def _start(self, dep: Deployment) -> None:
         try:
+            if self.backend == "torch":
+                # A device this host does not have fails the deployment before anything loads.
+                await asyncio.to_thread(resolve_device, self.device)
             resolved = await self._resolve(dep.model_id)
             shared = self._acquire(os.path.realpath(resolved.path), dep.task)
             try:
@@ -614,12 +617,13 @@ class ModelManager:
                 return
             dep._set_started(model, resolved, shared)
             log.info(
-                "deployment [%s] started: model [%s] (%s, %s) task [%s], %d allocation(s) x %d thread(s)",
+                "deployment [%s] started: model [%s] (%s, %s) task [%s] on [%s], %d allocation(s) x %d thread(s)",
                 dep.deployment_id,
                 dep.model_id,
                 resolved.source,
                 resolved.path,
                 dep.task,
+                getattr(model, "device", self.device),
                 dep.target_allocation_count,
                 dep.threads_per_allocation,
             )

@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import status_exception
+
 log = logging.getLogger(__name__)
 
 TASKS = ("text_embedding", "sparse_embedding", "rerank")
@@ -58,6 +60,17 @@ MAX_SPARSE_TOKENS = 512
 MAX_BATCH_TOKENS_DENSE = 16_384
 MAX_SPARSE_LOGITS = 1 << 26  # floats in one (batch, tokens, vocab) logits tensor: 256 MiB
 
+# What one more forward pass costs, in padded tokens' worth of compute: the price of
+# splitting a batch to save padding (see :func:`plan_batches`). Measured with
+# all-MiniLM-L6-v2 on CPU (1 torch thread, CPU time of random batches of 32 SciFact queries
+# and of 20-250-word passages): 64-128 cost least, 20 % less than splitting only beyond
+# 50 % padding and than never splitting; 16 or 512 cost more. More threads make a token
+# cheaper but not the per-pass overhead, hence the upper end. On a GPU a pass costs nearly
+# the same at any small size, so padding is almost free there and splitting is not.
+SPLIT_COST_TOKENS_CPU = 128
+SPLIT_COST_TOKENS_GPU = 4096
+_MAX_PLAN_WINDOW = 256  # longest sub-batch the planner considers (bounds its work)
+
 
 @dataclass
 class ModelInfo:
@@ -67,34 +80,78 @@ class ModelInfo:
     normalized: bool
 
 
-def plan_batches(lengths: Sequence[int], *, max_batch_size: int, max_tokens: int) -> list[slice]:
-    """Split items *sorted by length* into consecutive sub-batches.
+def plan_batches(
+    lengths: Sequence[int],
+    *,
+    max_batch_size: int,
+    max_tokens: int,
+    overhead_tokens: int = SPLIT_COST_TOKENS_CPU,
+) -> list[slice]:
+    """Split items *sorted by length* into the consecutive sub-batches that cost least.
 
-    A sub-batch grows while it has fewer than ``max_batch_size`` items, its padded size
-    (items × longest) stays within ``max_tokens`` and padding stays under half of the padded
-    size (or the whole sub-batch is tiny, where splitting costs more than padding).
+    A forward pass costs about ``overhead_tokens + items × longest``: every padded position
+    costs as much as a real token, and each extra pass a fixed amount (Python and kernel
+    set-up, expressed in tokens). The cheapest partition is exact (dynamic programming over
+    the sorted lengths); a sub-batch holds at most ``max_batch_size`` items and, unless it
+    is a single item, at most ``max_tokens`` padded tokens.
     """
-    plans: list[slice] = []
     n = len(lengths)
-    start = 0
-    while start < n:
-        longest = shortest = max(1, lengths[start])
-        total = longest
-        end = start + 1
-        while end < n and end - start < max_batch_size:
-            length = max(1, lengths[end])
-            hi, lo = max(longest, length), min(shortest, length)
-            count = end - start + 1
-            padded = count * hi
-            if padded > max_tokens and count > 1:
+    if n == 0:
+        return []
+    sizes = [max(1, int(x)) for x in lengths]
+    widest = max(1, min(max_batch_size, _MAX_PLAN_WINDOW))
+    best = [0.0] + [math.inf] * n  # best[j]: cheapest plan of the first j items
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        longest = 0
+        for i in range(j - 1, max(-1, j - 1 - widest), -1):  # sub-batch [i, j)
+            longest = max(longest, sizes[i])
+            count = j - i
+            padded = count * longest
+            if count > 1 and padded > max_tokens:
                 break
-            if padded > 2 * (total + length) and padded > 512:
-                break
-            longest, shortest, total = hi, lo, total + length
-            end += 1
-        plans.append(slice(start, end))
-        start = end
+            cost = best[i] + overhead_tokens + padded
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    plans: list[slice] = []
+    j = n
+    while j > 0:
+        plans.append(slice(cut[j], j))
+        j = cut[j]
+    plans.reverse()
     return plans
+
+
+def resolve_device(device: str | None) -> str:
+    """The torch device a model loads on: ``auto`` is ``cuda`` when torch sees a CUDA device,
+    else ``cpu``; ``cpu``, ``cuda`` and ``cuda:N`` are taken as they are, and a CUDA device
+    this host does not have is a deployment error (400)."""
+    import torch
+
+    wanted = (device or "auto").strip().lower()
+    if wanted == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if wanted == "cpu":
+        return "cpu"
+    if wanted == "cuda" or wanted.startswith("cuda:"):
+        index = wanted.partition(":")[2]
+        if index and not index.isdigit():
+            raise status_exception(400, f"Unknown device [{device}]; use one of [auto, cpu, cuda, cuda:N]")
+        if not torch.cuda.is_available():
+            raise status_exception(
+                400,
+                f"Could not load the model on device [{device}]: CUDA is not available to torch on this "
+                "host (start the sidecar with --device auto or --device cpu to run local models on CPU)",
+            )
+        count = torch.cuda.device_count()
+        if index and int(index) >= count:
+            raise status_exception(
+                400,
+                f"Could not load the model on device [{device}]: this host has {count} CUDA "
+                f"device(s) [{', '.join(f'cuda:{i}' for i in range(count))}]",
+            )
+        return wanted
+    raise status_exception(400, f"Unknown device [{device}]; use one of [auto, cpu, cuda, cuda:N]")
 
 
 def _set_threads(threads: int) -> None:
@@ -126,9 +183,15 @@ class LoadedModel:
     worker threads call."""
 
     task: str = ""
+    device: str = "cpu"
+    on_cpu: bool = True
+    split_cost_tokens: int = SPLIT_COST_TOKENS_CPU
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, device: str = "auto") -> None:
         self.path = path
+        self.device = resolve_device(device)
+        self.on_cpu = self.device == "cpu"
+        self.split_cost_tokens = SPLIT_COST_TOKENS_CPU if self.on_cpu else SPLIT_COST_TOKENS_GPU
         self.info = ModelInfo(None, None, 512, False)
         # Tokenizers are not safe to call from several threads at once (their truncation and
         # padding settings are mutable state); model forward passes are.
@@ -144,10 +207,12 @@ class LoadedModel:
         return len(item)
 
     def run_batch(self, items: list[Any], threads: int = 1) -> list[Any]:
-        """Blocking: one result per item, in order. Called from a worker thread."""
+        """Blocking: one result per item, in order. Called from a worker thread.
+        ``threads`` (torch intra-op threads) applies on CPU only."""
         import torch
 
-        _set_threads(threads)
+        if self.on_cpu:
+            _set_threads(threads)
         order = sorted(range(len(items)), key=lambda i: self.item_length(items[i]))
         ordered = [items[i] for i in order]
         results: list[Any] = [None] * len(items)
@@ -159,10 +224,20 @@ class LoadedModel:
 
     def _plan(self, ordered: list[Any]) -> list[slice]:
         est = [min(self.info.max_seq_length, self.item_length(x) // 3 + 2) for x in ordered]
-        return plan_batches(est, max_batch_size=len(ordered) or 1, max_tokens=MAX_BATCH_TOKENS_DENSE)
+        return plan_batches(
+            est,
+            max_batch_size=len(ordered) or 1,
+            max_tokens=MAX_BATCH_TOKENS_DENSE,
+            overhead_tokens=self.split_cost_tokens,
+        )
 
     def _run(self, items: list[Any]) -> list[Any]:
         raise NotImplementedError
+
+    def _to_device(self, features: dict[str, Any]) -> dict[str, Any]:
+        if self.on_cpu:
+            return features
+        return {k: v.to(self.device) if hasattr(v, "to") else v for k, v in features.items()}
 
     def close(self) -> None:
         """Drop references to weights so memory can be reclaimed."""
@@ -182,11 +257,11 @@ def _truncated_rows(lengths: Sequence[int], max_len: int, recount) -> list[bool]
 class DenseModel(LoadedModel):
     task = "text_embedding"
 
-    def __init__(self, path: str) -> None:
-        super().__init__(path)
+    def __init__(self, path: str, device: str = "auto") -> None:
+        super().__init__(path, device)
         from sentence_transformers import SentenceTransformer
 
-        self.model = SentenceTransformer(path, device="cpu", local_files_only=True)
+        self.model = SentenceTransformer(path, device=self.device, local_files_only=True)
         self.model.eval()
         dims = self.model.get_embedding_dimension()
         normalized = any(type(m).__name__ == "Normalize" for m in self.model)
@@ -210,7 +285,7 @@ class DenseModel(LoadedModel):
         with self._tokenizer_lock:
             features = self.model.preprocess(texts)
         lengths = features["attention_mask"].sum(dim=1).tolist()
-        out = self.model(features)
+        out = self.model(self._to_device(features))
         vectors = out["sentence_embedding"].float().cpu().numpy().astype(np.float32, copy=False)
         truncated = _truncated_rows(
             lengths, self.info.max_seq_length, lambda idx: self._count([texts[i] for i in idx])
@@ -230,12 +305,13 @@ class DenseModel(LoadedModel):
 class SparseModel(LoadedModel):
     task = "sparse_embedding"
 
-    def __init__(self, path: str, *, max_tokens: int = MAX_SPARSE_TOKENS) -> None:
-        super().__init__(path)
+    def __init__(self, path: str, device: str = "auto", *, max_tokens: int = MAX_SPARSE_TOKENS) -> None:
+        super().__init__(path, device)
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.model = AutoModelForMaskedLM.from_pretrained(path, local_files_only=True)
+        self.model.to(self.device)
         self.model.eval()
         self.max_tokens = max_tokens
         config = self.model.config
@@ -271,18 +347,22 @@ class SparseModel(LoadedModel):
         max_batch_tokens = max(max_len, MAX_SPARSE_LOGITS // max(1, self.vocab_size))
         results: list[tuple[dict[str, float], bool]] = [({}, False)] * len(texts)
         for sub in plan_batches(
-            [lengths[i] for i in order], max_batch_size=len(texts), max_tokens=max_batch_tokens
+            [lengths[i] for i in order],
+            max_batch_size=len(texts),
+            max_tokens=max_batch_tokens,
+            overhead_tokens=self.split_cost_tokens,
         ):
             rows = order[sub]
             features = {k: [enc[k][i] for i in rows] for k in enc.keys()}
             with self._tokenizer_lock:
                 batch = self.tokenizer.pad(features, padding=True, return_tensors="pt")
+            batch = self._to_device(batch)
             logits = self.model(**batch).logits  # (batch, tokens, vocab)
             mask = batch["attention_mask"].unsqueeze(-1).to(logits.dtype)
             torch.relu_(logits)
             torch.log1p_(logits)
             logits.mul_(mask)
-            weights = logits.amax(dim=1).float()  # (batch, vocab)
+            weights = logits.amax(dim=1).float().cpu()  # (batch, vocab)
             del logits
             for row, vec in zip(rows, weights, strict=True):
                 results[row] = (self._tokens(vec), truncated[row])
@@ -317,14 +397,14 @@ class SparseModel(LoadedModel):
 class RerankModel(LoadedModel):
     task = "rerank"
 
-    def __init__(self, path: str) -> None:
-        super().__init__(path)
+    def __init__(self, path: str, device: str = "auto") -> None:
+        super().__init__(path, device)
         import torch
         from sentence_transformers import CrossEncoder
 
         # Raw model output, as Elasticsearch's text_similarity inference returns it.
         self.model = CrossEncoder(
-            path, device="cpu", local_files_only=True, activation_fn=torch.nn.Identity()
+            path, device=self.device, local_files_only=True, activation_fn=torch.nn.Identity()
         )
         self.model.eval()
         value = self.model.max_seq_length
@@ -335,7 +415,7 @@ class RerankModel(LoadedModel):
         with self._tokenizer_lock:
             features = self.model.preprocess([list(p) for p in pairs])
         lengths = features["attention_mask"].sum(dim=1).tolist()
-        scores = self.model(features)["scores"].float()
+        scores = self.model(self._to_device(features))["scores"].float().cpu()
         if scores.ndim > 1:
             scores = scores[:, 0] if scores.shape[-1] == 1 else scores.max(dim=-1).values
         values = [float(s) if math.isfinite(float(s)) else 0.0 for s in scores.tolist()]
@@ -367,13 +447,26 @@ _CLASSES: dict[str, type[LoadedModel]] = {
 }
 
 
-def load_model(path: str, task: str, *, device: str = "auto", backend: str = "torch") -> LoadedModel:
+def load_model(
+    path: str, task: str, *, device: str = "auto", backend: str = "torch", cache_dir: str | None = None
+) -> LoadedModel:
     """Blocking: load the model at ``path`` for ``task`` on ``device`` ("auto", "cpu",
-    "cuda", "cuda:N") with ``backend`` ("torch" or "onnx-int8"). Call from a worker thread."""
+    "cuda", "cuda:N") with ``backend`` ("torch" or "onnx-int8"). Call from a worker thread.
+
+    ``onnx-int8`` serves every task from an int8 ONNX build of the model (exported in a child
+    process and cached beside the model cache ``cache_dir``; see :mod:`.onnx_cache`), on the
+    CPU only: it refuses a CUDA ``device`` rather than silently running elsewhere."""
     cls = _CLASSES.get(task)
     if cls is None:
         raise ValueError(f"unknown task [{task}]")
-    model = cls(path)
+    if backend == "onnx-int8":
+        from .onnx_models import load_onnx_model
+
+        model: LoadedModel = load_onnx_model(path, task, device=device, cache_dir=cache_dir)
+    elif backend == "torch":
+        model = cls(path, device=device)
+    else:
+        raise ValueError(f"unknown backend [{backend}]; use [torch] or [onnx-int8]")
     if config_says_e5(path) and not (model.query_prefix or model.passage_prefix):
         model.query_prefix, model.passage_prefix = "query: ", "passage: "
     # One tiny batch: a model that loads but cannot run fails here (at deploy time) rather
