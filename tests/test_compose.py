@@ -91,6 +91,85 @@ def test_dockerfile(dockerfile: str) -> None:
     assert users and users[-1] not in ("root", "0")
 
 
+def instructions(dockerfile: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of each Dockerfile instruction, continuation lines joined."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for raw in dockerfile.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        pending += line[:-1] + " " if line.endswith("\\") else line
+        if not line.endswith("\\"):
+            keyword, _, args = pending.partition(" ")
+            out.append((keyword.upper(), " ".join(args.split())))
+            pending = ""
+    return out
+
+
+def pip_installs(command: str) -> list[list[str]]:
+    """The arguments of each ``pip install`` in a shell command line."""
+    out = []
+    for part in re.split(r"&&|;", command):
+        words = shlex.split(part)
+        if words[:2] == ["pip", "install"]:
+            out.append(words[2:])
+    return out
+
+
+def option(args: list[str], name: str) -> str | None:
+    for i, word in enumerate(args):
+        if word == name:
+            return args[i + 1]
+        if word.startswith(name + "="):
+            return word.split("=", 1)[1]
+    return None
+
+
+def test_torch_comes_from_the_cpu_wheel_index(dockerfile: str) -> None:
+    steps = instructions(dockerfile)
+    kinds = [kind for kind, _ in steps]
+    assert kinds[0] == "FROM"
+
+    # The index is a build argument declared after FROM (so RUN sees it), CPU wheels by default.
+    (arg,) = [i for i, (kind, args) in enumerate(steps) if kind == "ARG" and args.startswith("TORCH_INDEX_URL=")]
+    assert steps[arg][1] == "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu"
+
+    runs = [(i, pip_installs(args)) for i, (kind, args) in enumerate(steps) if kind == "RUN"]
+    torch_steps = [(i, a) for i, installs in runs for a in installs if any(w.startswith("torch") for w in a)]
+    project_steps = [(i, a) for i, installs in runs for a in installs if "." in a]
+    (torch_at, torch_args), = torch_steps
+    (project_at, project_args), = project_steps
+    assert arg < torch_at < project_at
+    assert option(torch_args, "--index-url") == "${TORCH_INDEX_URL}"
+    assert "--extra-index-url" not in " ".join(torch_args + project_args)
+
+    # The torch requirement is the project's own, so the project's install finds it satisfied...
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (wanted,) = [d for d in pyproject["project"]["dependencies"] if re.match(r"torch\b", d)]
+    assert [w for w in torch_args if w.startswith("torch")] == [wanted]
+    # ...and the version installed is pinned for it, so PyPI's CUDA build cannot replace it.
+    constraint = option(project_args, "--constraint") or option(project_args, "-c")
+    assert constraint
+    torch_run = steps[torch_at][1]
+    assert f"> {constraint}" in torch_run and "^torch==" in torch_run
+
+    # The project (and everything that changes with it) is copied after the torch layer.
+    copies = [i for i, (kind, args) in enumerate(steps) if kind == "COPY" and "sidecar" in args.split()]
+    assert copies and min(copies) > torch_at
+
+
+def test_dockerfile_documents_the_cuda_image(dockerfile: str) -> None:
+    header = []
+    for line in dockerfile.splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line.lstrip("# "))
+    text = " ".join(" ".join(header).replace("\\", " ").split())
+    assert re.search(r"docker build --build-arg TORCH_INDEX_URL=https://download\.pytorch\.org/whl/cu\d+ ", text)
+    assert "--gpus all" in text
+
+
 def test_entrypoint_is_the_console_script() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "es-inference-sidecar" in pyproject["project"]["scripts"]

@@ -6,42 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parents[2]
-ES_SCRIPT = ROOT / "scripts" / "es"
+from sidecar.testing.elasticsearch import Elasticsearch as LocalElasticsearch
+from sidecar.testing.process import SetupError, SidecarProcess, free_port, memory_kb
+
+__all__ = ["Elasticsearch", "Relay", "SetupError", "Sidecar", "call", "es_shaped", "free_port", "log",
+           "memory_kb", "sockets"]
 
 
 def log(message: str) -> None:
     print(f"soak: {message}", file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # -- /proc readings ------------------------------------------------------------------------------
-
-
-def memory_kb(pid: int) -> dict[str, int]:
-    """``VmHWM`` (peak resident set) and ``VmRSS`` of a process, in kB."""
-    out: dict[str, int] = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmHWM", "VmRSS"):
-                out[key] = int(value.split()[0])
-    return out
 
 
 def _tcp_table() -> dict[str, tuple[int, int, str]]:
@@ -107,134 +89,26 @@ def sockets(pid: int, own_port: int, es_port: int) -> Sockets:
     return Sockets(len(inodes), clients, upstream, close_wait, other)
 
 
-# -- Elasticsearch --------------------------------------------------------------------------------
+# -- Elasticsearch and the sidecar ----------------------------------------------------------------
 
 
-class Elasticsearch:
+class Elasticsearch(LocalElasticsearch):
     """A node started with ``scripts/es`` on ``port`` (stopped at the end only if started here),
     or an existing node at ``url`` (which this script never stops)."""
 
     def __init__(self, url: str | None, port: int, heap: str) -> None:
-        self.given = url is not None
-        self.url = (url or f"http://127.0.0.1:{port}").rstrip("/")
-        self.port = port
-        self.heap = heap
-        self.started_here = False
-
-    @property
-    def can_restart(self) -> bool:
-        return not self.given
-
-    def _run(self, command: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "ES_PORT": str(self.port), "ES_HEAP": self.heap}
-        return subprocess.run([str(ES_SCRIPT), command], env=env, capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, timeout=timeout)
-
-    def start(self) -> str:
-        if self.given:
-            return self.url
-        running = self._run("status").returncode == 0
-        if not running:
-            log(f"starting Elasticsearch on port {self.port} (heap {self.heap}) with scripts/es")
-            fetched = self._run("fetch")
-            if fetched.returncode != 0:
-                raise SetupError(f"scripts/es fetch failed:\n{fetched.stderr[-2000:]}")
-        started = self._run("start")
-        if started.returncode != 0:
-            raise SetupError(f"scripts/es start failed:\n{started.stderr[-2000:]}")
-        lines = [line.strip() for line in started.stdout.splitlines() if line.strip()]
-        if lines and lines[-1].startswith("http"):
-            self.url = lines[-1]
-        self.started_here = self.started_here or not running
-        return self.url
-
-    def stop_node(self) -> None:
-        """Stop the node (the outage); it must be one this script may stop."""
-        assert self.can_restart
-        done = self._run("stop", timeout=180)
-        if done.returncode != 0:
-            raise SetupError(f"scripts/es stop failed:\n{done.stderr[-2000:]}")
-
-    def start_node(self) -> None:
-        started = self._run("start")
-        if started.returncode != 0:
-            raise SetupError(f"scripts/es start failed:\n{started.stderr[-2000:]}")
+        super().__init__(url, port, heap, name="soak")
 
     def cleanup(self) -> None:
-        if self.started_here:
-            log(f"stopping the Elasticsearch started on port {self.port}")
-            self._run("stop", timeout=180)
-            self.started_here = False
+        self.stop()
 
 
-class SetupError(Exception):
-    """Something the soak needs could not be set up (not a failed property)."""
-
-
-# -- the sidecar ----------------------------------------------------------------------------------
-
-
-class Sidecar:
-    """``python -m sidecar`` as users run it, its output in ``log_path``."""
+class Sidecar(SidecarProcess):
+    """``python -m sidecar`` as users run it, its output in ``log_path``; given 40 s to stop
+    (a soak phase may leave it draining large bulks)."""
 
     def __init__(self, es_url: str, log_path: Path, env: dict[str, str]) -> None:
-        self.es_url = es_url
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.env = env
-        self.proc: subprocess.Popen | None = None
-        self._log = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self, timeout: float = 90) -> Sidecar:
-        env = {**os.environ, **self.env, "SIDECAR_ES_URL": self.es_url, "SIDECAR_PORT": str(self.port),
-               "SIDECAR_HOST": "127.0.0.1"}
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "sidecar"], cwd=ROOT, env=env,
-                                     stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        import urllib.error
-        import urllib.request
-
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SetupError(f"the sidecar exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/_sidecar/live", timeout=2) as resp:
-                    if resp.status == 200:
-                        return self
-            except urllib.error.HTTPError:
-                return self
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise SetupError(f"the sidecar did not come up in {timeout:.0f}s:\n{self.log_tail()}")
-
-    def log_tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(40)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        super().__init__(es_url, env, log_path, stop_wait_s=40)
 
 
 # -- a relay that can cut the sidecar off from Elasticsearch --------------------------------------
