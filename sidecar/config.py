@@ -45,7 +45,7 @@ class Config:
     # How long a cached endpoint definition is trusted before its version is re-checked.
     registry_ttl_s: float = 1.0
     # Micro-batching of local models.
-    max_batch_size: int = 32
+    max_batch_size: int = 0  # 0: 32 on CPU, 256 on GPU
     max_batch_wait_ms: float = 0.0
     max_queue: int = 10_000
     # Where local models run: "auto" (the first CUDA GPU when torch sees one, else the CPU),
@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="MODEL_ID=TARGET,... overrides of model ids [SIDECAR_MODEL_ALIASES]",
     )
     p.add_argument("--model-cache-dir", default=_env("MODEL_CACHE_DIR"), help="[SIDECAR_MODEL_CACHE_DIR]")
-    p.add_argument("--max-batch-size", type=int, default=int(_env("MAX_BATCH_SIZE", "32")))
+    p.add_argument("--max-batch-size", type=int, default=int(_env("MAX_BATCH_SIZE", "0")),
+                   help="items per micro-batch; 0 (default): 32 on CPU, 256 on GPU [SIDECAR_MAX_BATCH_SIZE]")
     p.add_argument("--max-batch-wait-ms", type=float, default=float(_env("MAX_BATCH_WAIT_MS", "0")))
     p.add_argument("--max-queue", type=int, default=int(_env("MAX_QUEUE", "10000")))
     p.add_argument(

@@ -41,6 +41,13 @@ from .resolve import ResolvedModel, resolve_model
 
 log = logging.getLogger(__name__)
 
+# Items per batch when --max-batch-size is not set. On a CPU small batches are as fast per
+# item as large ones and keep latency low; a GPU needs large batches to be busy (measured on
+# an H100 with all-MiniLM-L6-v2: 1,000 concurrent single-text calls ran at 0.38x the offline
+# encode rate with batches of 32 and 0.70-0.93x with 128-256).
+BATCH_SIZE_CPU = 32
+BATCH_SIZE_GPU = 256
+
 _NODE_NAME = socket.gethostname() or "sidecar"
 _NODE_ID = uuid.uuid5(uuid.NAMESPACE_DNS, f"es-inference-sidecar.{_NODE_NAME}").hex[:22]
 _EPHEMERAL_ID = uuid.uuid4().hex[:22]
@@ -137,11 +144,12 @@ class Deployment:
         self._started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._start_task: asyncio.Task | None = None
         self._monitor: asyncio.Task | None = None
+        self._manager_batch_size = manager.max_batch_size
         self._batcher = MicroBatcher(
             self._run,
             name=deployment_id,
             length=LoadedModel.item_length,
-            max_batch_size=manager.max_batch_size,
+            max_batch_size=manager.max_batch_size or BATCH_SIZE_CPU,
             max_batch_wait_ms=manager.max_batch_wait_ms,
             max_queue=manager.max_queue,
         )
@@ -282,6 +290,8 @@ class Deployment:
         if resolved.is_e5 and not (self.query_prefix or self.passage_prefix):
             self.query_prefix, self.passage_prefix = "query: ", "passage: "
         self.state = "started"
+        if not self._manager_batch_size:
+            self._batcher.max_batch_size = BATCH_SIZE_CPU if model.on_cpu else BATCH_SIZE_GPU
         self._batcher.set_workers(self._target)
         self._last_request = self._last_scale = time.monotonic()
         if not self._started.done():
@@ -471,7 +481,7 @@ class ModelManager:
         *,
         aliases: dict[str, str] | None = None,
         cache_dir: str | None = None,
-        max_batch_size: int = 32,
+        max_batch_size: int | None = None,
         max_batch_wait_ms: float = 0.0,
         max_queue: int = 10_000,
         device: str = "auto",
