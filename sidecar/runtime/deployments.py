@@ -663,7 +663,9 @@ class ModelManager:
             shared.load.done() and (shared.load.cancelled() or shared.load.exception())
         ):
             log.info("loading model [%s] for task [%s]", path, task)
-            load = asyncio.to_thread(load_model, path, task, device=self.device, backend=self.backend)
+            load = asyncio.to_thread(
+                load_model, path, task, device=self.device, backend=self.backend, cache_dir=self.cache_dir
+            )
             shared.load = asyncio.ensure_future(load)
             shared.load.add_done_callback(_retrieve)
         shared.refs += 1
