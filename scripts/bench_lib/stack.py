@@ -28,22 +28,17 @@ class Elasticsearch(LocalElasticsearch):
 
 
 class Sidecar(SidecarProcess):
-    """The sidecar as users run it: ``python -m sidecar --es-url URL --port P``; with ``uvloop``
-    (an experiment) the event loop policy is installed before the sidecar starts, so aiohttp's
-    ``run_app`` runs on it."""
+    """The sidecar as users run it: ``python -m sidecar --es-url URL --port P``."""
 
     def __init__(self, es_url: str, port: int, log_path: Path, *, log_level: str = "INFO",
-                 extra_env: dict[str, str] | None = None, uvloop: bool = False) -> None:
+                 extra_env: dict[str, str] | None = None) -> None:
         env = {
             "SIDECAR_SECRETS_KEY": os.environ.get("SIDECAR_SECRETS_KEY") or secrets.token_urlsafe(32),
             "HF_HUB_OFFLINE": "1",
             "SIDECAR_LOG_LEVEL": log_level,
             **(extra_env or {}),
         }
-        launcher = (["-c", "import runpy, uvloop; uvloop.install(); "
-                           "runpy.run_module('sidecar', run_name='__main__', alter_sys=True)"]
-                    if uvloop else ["-m", "sidecar"])
-        super().__init__(es_url, env, log_path, port, python_args=launcher, stop_wait_s=30)
+        super().__init__(es_url, env, log_path, port, stop_wait_s=30)
 
 
 class RssSampler:
