@@ -72,9 +72,11 @@ async def test_packaged_minilm_embeddings(manager):
 
 async def test_dense_truncation_flag(manager):
     dep = await manager.deploy("minilm", MINILM, "text_embedding")
-    vecs, truncated = await dep.embed_with_truncation(["short text", "word " * 600])
-    assert vecs.shape == (2, 384)
-    assert truncated == [False, True]
+    # "word" is one token; the window (256) holds [CLS], 254 words and [SEP].
+    texts = ["short text", "word " * 600, "word " * 254, "word " * 255]
+    vecs, truncated = await dep.embed_with_truncation(texts)
+    assert vecs.shape == (4, 384)
+    assert truncated == [False, True, False, True]
     assert (await dep.embed([])).shape == (0, 384)
 
 
