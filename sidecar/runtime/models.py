@@ -58,6 +58,9 @@ MAX_SPARSE_TOKENS = 512
 # Upper bound of padded tokens in one forward pass. Keeps activations (and for sparse models
 # the (batch, tokens, vocab) logits tensor) bounded whatever the batch size.
 MAX_BATCH_TOKENS_DENSE = 16_384
+# On a GPU larger passes are what keeps it busy; 65,536 tokens of a small encoder's
+# activations are a few hundred MB of device memory.
+MAX_BATCH_TOKENS_DENSE_GPU = 65_536
 MAX_SPARSE_LOGITS = 1 << 26  # floats in one (batch, tokens, vocab) logits tensor: 256 MiB
 
 # What one more forward pass costs, in padded tokens' worth of compute: the price of
@@ -227,7 +230,7 @@ class LoadedModel:
         return plan_batches(
             est,
             max_batch_size=len(ordered) or 1,
-            max_tokens=MAX_BATCH_TOKENS_DENSE,
+            max_tokens=MAX_BATCH_TOKENS_DENSE if self.on_cpu else MAX_BATCH_TOKENS_DENSE_GPU,
             overhead_tokens=self.split_cost_tokens,
         )
 
