@@ -51,6 +51,7 @@ from aiohttp import web
 
 from .errors import EsError
 from .proxy import Upstream, body_content_type, end_to_end_headers, forwarded_request_headers
+from .singleflight import SingleFlight
 
 log = logging.getLogger("sidecar.security")
 
@@ -178,6 +179,7 @@ class Authorizer:
         self._cache: OrderedDict[str, _Verdict] = OrderedDict()
         self._disabled_until = 0.0
         self._seen_disabled = False
+        self._checks: SingleFlight[tuple[int, Any, bytes] | None] = SingleFlight()
 
     @property
     def security_disabled(self) -> bool:
@@ -192,7 +194,9 @@ class Authorizer:
 
     async def authorize(self, request: web.Request, action: Action) -> web.StreamResponse | None:
         """None when the caller may go on; Elasticsearch's own answer when it could not
-        authenticate them. Raises the ``403`` when the privilege is missing."""
+        authenticate them. Raises the ``403`` when the privilege is missing. Concurrent
+        requests of one caller and action share one check (a burst after the cache expired
+        would otherwise send Elasticsearch one ``_has_privileges`` per request)."""
         if self.security_disabled:
             return None
         key = _identity_key(request, action)
@@ -202,6 +206,14 @@ class Authorizer:
                 return None
             raise EsError(403, "security_exception", cached.reason)
         headers = forwarded_request_headers(request)
+        answer = await self._checks.run(key, lambda: self._check(headers, action, key))
+        if answer is None:
+            return None
+        return self._passed_back(request, *answer)
+
+    async def _check(self, headers, action: Action, key: str) -> tuple[int, Any, bytes] | None:
+        """Ask Elasticsearch: None when allowed (or security is off), Elasticsearch's answer
+        ``(status, headers, body)`` to pass back when it could not authenticate the caller."""
         for name in ("Content-Length", "Content-Encoding", "Transfer-Encoding", "Accept-Encoding"):
             headers.popall(name, None)
         headers["Content-Type"] = body_content_type(headers)
@@ -228,11 +240,12 @@ class Authorizer:
             raise EsError(403, "security_exception", verdict.reason)
         text = raw.decode(errors="replace").lower()
         if status in (400, 404, 405, 500) and any(marker in text for marker in _DISABLED_MARKERS):
-            log.info("Elasticsearch has security disabled: the sidecar's APIs are not access-checked")
+            if not self._seen_disabled:
+                log.info("Elasticsearch has security disabled: the sidecar's APIs are not access-checked")
             self._disabled_until = time.monotonic() + self.probe_ttl_s
             self._seen_disabled = True
             return None
-        return self._passed_back(request, status, resp_headers, raw)
+        return status, resp_headers, raw
 
     async def _call(self, method: str, path: str, headers, body: Any) -> tuple[int, Any, bytes]:
         data = orjson.dumps(body) if body is not None else None

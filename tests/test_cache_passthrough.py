@@ -117,3 +117,15 @@ async def test_plain_writes_on_a_cold_sidecar_add_one_read_per_cache(proxy, inde
     extra = await _extra_on_a_cold_sidecar(proxy, writes)
     assert set(extra.values()) == {1}, extra  # each cached answer read once, whatever asked for it
     assert len(extra) <= 6, extra
+
+
+async def test_a_burst_of_inference_api_calls_checks_privileges_once(sidecar, proxy):
+    """The sidecar's own APIs check the caller's privileges with Elasticsearch; concurrent
+    calls of one caller share that check (the node here has security off)."""
+    async with aiohttp.ClientSession() as session:
+        async def one() -> None:
+            async with session.get(f"{sidecar}/_inference/_all") as resp:
+                assert resp.status == 200, await resp.text()
+
+        await asyncio.gather(*(one() for _ in range(CONCURRENT)))
+    assert proxy.count("POST", "/_security/user/_has_privileges") == 1
