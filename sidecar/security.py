@@ -205,8 +205,7 @@ class Authorizer:
             if cached.allowed:
                 return None
             raise EsError(403, "security_exception", cached.reason)
-        headers = forwarded_request_headers(request)
-        answer = await self._checks.run(key, lambda: self._check(headers, action, key))
+        answer = await self._checks.run(key, lambda: self._check(forwarded_request_headers(request), action, key))
         if answer is None:
             return None
         return self._passed_back(request, *answer)

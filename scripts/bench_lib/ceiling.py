@@ -29,7 +29,6 @@ class InProcessModel:
         from sentence_transformers import SentenceTransformer
 
         self.torch = torch
-        self.device = device
         self.path = model_path()
         self.model = SentenceTransformer(self.path, device=device, local_files_only=True)
         self.model.eval()
@@ -39,11 +38,8 @@ class InProcessModel:
         self.torch.set_num_threads(max(1, threads))
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> Any:
-        out = self.model.encode(list(texts), batch_size=batch_size, show_progress_bar=False,
-                                convert_to_numpy=True)
-        if self.device != "cpu":
-            self.torch.cuda.synchronize()
-        return out
+        return self.model.encode(list(texts), batch_size=batch_size, show_progress_bar=False,
+                                 convert_to_numpy=True)
 
     def best_batch_size(self, texts: Sequence[str], sizes: Sequence[int] = BATCH_SIZES,
                         sample: int = 512) -> tuple[int, dict[str, float]]:

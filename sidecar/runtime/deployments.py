@@ -144,7 +144,6 @@ class Deployment:
         self._started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._start_task: asyncio.Task | None = None
         self._monitor: asyncio.Task | None = None
-        self._manager_batch_size = manager.max_batch_size
         self._batcher = MicroBatcher(
             self._run,
             name=deployment_id,
@@ -290,7 +289,7 @@ class Deployment:
         if resolved.is_e5 and not (self.query_prefix or self.passage_prefix):
             self.query_prefix, self.passage_prefix = "query: ", "passage: "
         self.state = "started"
-        if not self._manager_batch_size:
+        if not self._manager.max_batch_size:
             self._batcher.max_batch_size = BATCH_SIZE_CPU if model.on_cpu else BATCH_SIZE_GPU
         self._batcher.set_workers(self._target)
         self._last_request = self._last_scale = time.monotonic()
