@@ -37,3 +37,13 @@ async def proxy(es_url):
     await p.start()
     yield p
     await p.close()
+
+
+@pytest.fixture
+async def direct(es_url):
+    """An async Elasticsearch client straight to the test node (not through the sidecar)."""
+    from elasticsearch import AsyncElasticsearch
+
+    client = AsyncElasticsearch(es_url)
+    yield client
+    await client.close()

@@ -29,13 +29,6 @@ CONCURRENT = 200
 
 
 @pytest.fixture
-async def direct(es_url) -> AsyncIterator[AsyncElasticsearch]:
-    client = AsyncElasticsearch(es_url)
-    yield client
-    await client.close()
-
-
-@pytest.fixture
 async def through_proxy(proxy) -> AsyncIterator[AsyncElasticsearch]:
     client = AsyncElasticsearch(proxy.url, max_retries=0)
     yield client

@@ -26,11 +26,6 @@ from sidecar.services.base import Endpoint, TaskType
 pytestmark = pytest.mark.es
 
 CONCURRENT = 200
-@pytest.fixture
-async def direct(es_url) -> AsyncIterator[AsyncElasticsearch]:
-    client = AsyncElasticsearch(es_url)
-    yield client
-    await client.close()
 
 
 @pytest.fixture

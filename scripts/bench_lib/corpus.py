@@ -51,6 +51,12 @@ def load_corpus(data_dir: Path) -> dict[str, dict[str, str]]:
     return corpus
 
 
+def query_texts(data_dir: Path) -> list[str]:
+    """Every query's text, in file order (all splits, not only the tested ones)."""
+    with open(data_dir / "queries.jsonl", encoding="utf-8") as fh:
+        return [json.loads(line)["text"] for line in fh]
+
+
 def load_beir(data_dir: Path) -> Beir:
     corpus = load_corpus(data_dir)
     qrels: dict[str, dict[str, int]] = {}

@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import client
 from ..context import Context
-from ..corpus import load_beir
+from ..corpus import load_beir, query_texts
 from ..profile import Profile, available
 from ..stack import log
 from ..stats import latency_summary_ms, ratio, rnd
@@ -25,12 +25,7 @@ QUERY = "What causes muscle loss in older adults?"
 
 
 def _texts(ctx: Context, n: int) -> list[str]:
-    import json as _json
-
-    texts = []
-    with open(ctx.data_dir / "queries.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            texts.append(_json.loads(line)["text"])
+    texts = query_texts(ctx.data_dir)
     if len(texts) < n:  # not expected with SciFact (1,109 queries)
         beir = load_beir(ctx.data_dir)
         texts += [d["title"] for d in beir.corpus.values()]

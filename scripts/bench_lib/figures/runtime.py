@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from ..context import Context
-from ..corpus import load_corpus
+from ..corpus import load_corpus, query_texts
 from ..stack import log
 from ..stats import latency_summary_ms, ratio, rnd
 
@@ -27,19 +27,8 @@ WINDOW = 500
 
 
 def _passages(ctx: Context, n: int) -> list[str]:
-    corpus = load_corpus(ctx.data_dir)
-    texts = [(d.get("title", "") + " " + d.get("text", "")).strip() for d in corpus.values()]
-    return texts[:n]
-
-
-def _queries(ctx: Context, n: int) -> list[str]:
-    import json
-
-    out = []
-    with open(ctx.data_dir / "queries.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            out.append(json.loads(line)["text"])
-    return out[:n]
+    """SciFact documents as the published evaluation embeds them: title + " " + text."""
+    return [d["title"] + " " + d["text"] for d in load_corpus(ctx.data_dir).values()][:n]
 
 
 async def _deploy(path: str, device: str, threads: int, max_batch_size: int | None):
@@ -98,7 +87,7 @@ def run(ctx: Context) -> dict[str, Any]:
     on_gpu = device != "cpu"
     # A CPU encodes SciFact passages at tens per second: smaller sets keep the figure short.
     passages = _passages(ctx, ctx.size(1000, 5000) if on_gpu else ctx.size(100, 1000))
-    queries = _queries(ctx, ctx.size(300, 1000) if on_gpu else ctx.size(100, 1000))
+    queries = query_texts(ctx.data_dir)[: (ctx.size(300, 1000) if on_gpu else ctx.size(100, 1000))]
     model = InProcessModel(device=device)
     log(f"runtime: on {device}, {len(passages)} passages, {len(queries)} queries")
 
