@@ -22,7 +22,7 @@ class Recorder:
         self.delay = delay
         self.gate = gate
 
-    def __call__(self, items: list[str]) -> list[str]:
+    def __call__(self, items: list[str], lengths: list[int]) -> list[str]:
         if self.gate is not None:
             self.gate.wait(5)
         if self.delay:
@@ -108,7 +108,7 @@ async def test_parallel_workers_run_batches_concurrently():
     peak = 0
     lock = threading.Lock()
 
-    def slow(items):
+    def slow(items, lengths):
         nonlocal running, peak
         with lock:
             running += 1
@@ -126,7 +126,7 @@ async def test_parallel_workers_run_batches_concurrently():
 
 
 async def test_batch_failure_fails_callers_and_keeps_serving():
-    def flaky(items):
+    def flaky(items, lengths):
         if "boom" in items:
             raise RuntimeError("model exploded")
         return items
@@ -168,7 +168,7 @@ class Gated:
         self.gate = threading.Event()
         self.batches: list[list[str]] = []
 
-    def __call__(self, items: list[str]) -> list[str]:
+    def __call__(self, items: list[str], lengths: list[int]) -> list[str]:
         if "block" in items:
             self.gate.wait(10)
         self.batches.append(list(items))
@@ -216,6 +216,22 @@ async def test_concurrent_short_and_long_requests_are_batched_by_length():
     assert [await c for c in calls] == expected
     assert await mixed == [longs[3].upper(), shorts[3].upper()]  # the caller's order
     assert sorted(map(sorted, fn.batches[1:])) == [sorted(longs), sorted(shorts)]
+    await b.close()
+
+
+async def test_given_lengths_group_items_instead_of_characters():
+    fn = Gated()
+    b = MicroBatcher(fn, name="t", max_batch_size=2, max_batch_wait_ms=0)
+    b.set_workers(1)
+    blocker = asyncio.create_task(b.submit(["block"]))
+    await _until(lambda: b.in_flight == 1)
+    # Equal characters; the caller knows (e.g. in tokens) that w and y are short.
+    call = asyncio.create_task(b.submit(["w1", "x2", "y3", "z4"], [1, 50, 2, 60]))
+    await _until(lambda: b.queued == 4)
+    fn.gate.set()
+    await blocker
+    assert await call == ["W1", "X2", "Y3", "Z4"]
+    assert fn.batches[1:] == [["w1", "y3"], ["x2", "z4"]]
     await b.close()
 
 

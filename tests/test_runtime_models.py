@@ -92,6 +92,20 @@ async def test_concurrent_callers_match_direct_batch_encode(manager):
     assert dep.stats()["inference_count"] == 200
 
 
+async def test_token_counts_group_batches_and_large_requests_embed_exactly(manager):
+    dep = await manager.deploy("minilm", MINILM, "text_embedding")
+    model = dep.model
+    # Equal characters, unequal tokens: a character count is a poor guide to padding.
+    common, rare = "the cat is on the mat " * 3, "zygomorphic xanthophyll " * 3
+    counts = model.token_lengths([common[: len(rare)], rare, "word " * 600])
+    assert counts[0] < counts[1] and counts[2] == 256  # truncated to the window
+    # A request large enough to be counted off the event loop gives the same vectors.
+    texts = [f"{'the cat is on the mat ' * (i % 9 + 1)}{'zygomorphic xanthophyll ' * (i % 5)}" for i in range(120)]
+    assert sum(map(len, texts)) > 2_000
+    got = await dep.embed(texts)
+    np.testing.assert_allclose(got, dep.model.model.encode(texts, batch_size=16), atol=1e-5)
+
+
 async def test_e5_prefixes_by_input_type(manager):
     e5 = await manager.deploy("e5", "my-e5-small", "text_embedding")
     plain = await manager.deploy("plain", "tiny-embed", "text_embedding")

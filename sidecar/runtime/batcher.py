@@ -2,15 +2,16 @@
 
 Callers :meth:`MicroBatcher.submit` lists of items; the items of all callers wait in one
 bounded queue kept **sorted by length**. ``workers`` worker tasks (one per allocation) each
-take up to ``max_batch_size`` items and run them through ``run_batch`` in a thread pool, then
-route each result back to its caller, in the caller's order.
+take up to ``max_batch_size`` items and run them through ``run_batch(items, lengths)`` in a
+thread pool, then route each result back to its caller, in the caller's order.
 
 - **No idle wait.** A free worker starts a batch as soon as items are queued; batches grow by
   themselves while every worker is busy (whatever arrived meanwhile is taken next). Only
   while another batch of the same queue is running may a free worker wait up to
   ``max_batch_wait_ms`` for its batch to fill (off with ``0``); a worker that would
   otherwise be the only one running never waits.
-- **Batches of similar length.** A batch is anchored on the oldest queued item (so no item
+- **Batches of similar length.** Callers may give each item's exact length (a model's token
+  count); otherwise ``length(item)`` is used. A batch is anchored on the oldest queued item (so no item
   waits behind an endless stream of others) and filled with the ``max_batch_size`` queued
   items closest to it in length, so concurrent short and long requests are not padded to
   each other's length.
@@ -107,7 +108,7 @@ class _Throughput:
 class MicroBatcher:
     def __init__(
         self,
-        run_batch: Callable[[list[Any]], list[Any]],
+        run_batch: Callable[[list[Any], list[int]], list[Any]],
         *,
         name: str = "batcher",
         length: Callable[[Any], int] = len,
@@ -228,11 +229,12 @@ class MicroBatcher:
 
     async def _run(self, batch: list[_Entry]) -> None:
         items = [e.item for e in batch]
+        lengths = [e.length for e in batch]
         metrics.BATCH_SIZE.labels(self.name).observe(len(items))
         started = time.perf_counter()
         self._in_flight += 1
         try:
-            results = await asyncio.get_running_loop().run_in_executor(self._executor, self._run_batch, items)
+            results = await asyncio.get_running_loop().run_in_executor(self._executor, self._run_batch, items, lengths)
             if len(results) != len(items):
                 raise RuntimeError(f"model returned {len(results)} results for {len(items)} inputs")
         except Exception as exc:  # model failure: fail the callers, keep serving
@@ -284,9 +286,10 @@ class MicroBatcher:
 
     # -- callers -------------------------------------------------------------------------
 
-    async def submit(self, items: list[Any]) -> list[Any]:
-        """Queue ``items`` and wait for their results (same order). Cancel the awaiting task
-        (e.g. with :func:`asyncio.timeout`) to drop the still-queued items."""
+    async def submit(self, items: list[Any], lengths: list[int] | None = None) -> list[Any]:
+        """Queue ``items`` and wait for their results (same order). ``lengths`` (one per item)
+        replace ``length(item)`` for grouping. Cancel the awaiting task (e.g. with
+        :func:`asyncio.timeout`) to drop the still-queued items."""
         if not items:
             return []
         if self._closed is not None:
@@ -311,10 +314,11 @@ class MicroBatcher:
             )
         loop = asyncio.get_running_loop()
         request = _Request(loop.create_future(), n)
-        length = self._length
+        if lengths is None or len(lengths) != n:
+            lengths = [self._length(item) for item in items]
         seq = self._seq
         self._seq += n
-        entries = [_Entry(request, i, item, length(item), seq + i) for i, item in enumerate(items)]
+        entries = [_Entry(request, i, item, lengths[i], seq + i) for i, item in enumerate(items)]
         self._arrivals.extend(entries)
         if n == 1:
             insort(self._sorted, (entries[0].length, seq, entries[0]))

@@ -28,6 +28,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,11 @@ log = logging.getLogger(__name__)
 # encode rate with batches of 32 and 0.70-0.93x with 128-256).
 BATCH_SIZE_CPU = 32
 BATCH_SIZE_GPU = 256
+
+# Requests up to this many characters are counted in tokens on the event loop (tens of
+# microseconds, less than a hand-off to a thread); larger ones in the manager's tokenising
+# thread, so that a bulk window never blocks the loop.
+INLINE_TOKENIZE_CHARS = 2_000
 
 _NODE_NAME = socket.gethostname() or "sidecar"
 _NODE_ID = uuid.uuid5(uuid.NAMESPACE_DNS, f"es-inference-sidecar.{_NODE_NAME}").hex[:22]
@@ -248,7 +254,7 @@ class Deployment:
                 await self.wait_started()
                 items = make_items()
                 self._on_demand(len(items))
-                return await self._batcher.submit(items)
+                return await self._batcher.submit(items, await self._token_lengths(items))
         except TimeoutError:
             self._batcher.timeouts += 1
             raise timeout_error(
@@ -264,12 +270,22 @@ class Deployment:
                 f"{type(exc).__name__}: {exc}",
             ) from exc
 
-    def _run(self, items: list[Any]) -> list[Any]:
+    async def _token_lengths(self, items: list[Any]) -> list[int] | None:
+        """The items' token counts, by which the queue groups them into batches."""
+        model = self._model
+        if model is None:
+            return None
+        if sum(map(LoadedModel.item_length, items)) <= INLINE_TOKENIZE_CHARS:
+            return model.token_lengths(items)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._manager.tokenize_pool, model.token_lengths, items)
+
+    def _run(self, items: list[Any], lengths: list[int]) -> list[Any]:
         """Worker thread: run one batch on the shared model."""
         model = self._model
         if model is None:
             raise unavailable(f"deployment [{self.deployment_id}] has no model loaded")
-        return model.run_batch(items, threads=self.threads_per_allocation)
+        return model.run_batch(items, threads=self.threads_per_allocation, lengths=lengths)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -503,6 +519,9 @@ class ModelManager:
         self._models: dict[tuple[str, str], _SharedModel] = {}
         self._resolving: dict[str, asyncio.Future[ResolvedModel]] = {}
         self._closed = False
+        # Counts tokens of large requests off the event loop (a fast tokenizer spreads one
+        # call over the cores itself).
+        self.tokenize_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
 
     # -- queries -------------------------------------------------------------------------
 
@@ -743,3 +762,4 @@ class ModelManager:
         self._closed = True
         for deployment_id in list(self._deployments):
             await self.undeploy(deployment_id)
+        self.tokenize_pool.shutdown(wait=False)

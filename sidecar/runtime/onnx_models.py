@@ -102,7 +102,11 @@ class OnnxModel(LoadedModel):
 
     # -- running -------------------------------------------------------------------------
 
-    def run_batch(self, items: list[Any], threads: int = 1) -> list[Any]:
+    def token_lengths(self, items: list[Any]) -> list[int]:
+        return [len(e.ids) for e in self._encode(items)]
+
+    def run_batch(self, items: list[Any], threads: int = 1, lengths: list[int] | None = None) -> list[Any]:
+        # The items are tokenised here anyway: ``lengths`` are not needed.
         session = self._session(max(1, int(threads)))
         encodings = self._encode(items)
         lengths = [len(e.ids) for e in encodings]
