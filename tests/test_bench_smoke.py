@@ -35,6 +35,7 @@ def test_bench_passthrough_writes_results(es_url: str, tmp_path: Path) -> None:
     assert set(figure["scenarios"]) == {"search", "index"}
     for scenario in figure["scenarios"].values():
         assert {"direct", "sidecar", "throughput_ratio", "added_p50_ms", "added_sequential_p50_ms"} <= set(scenario)
+        assert scenario["bare_proxy"]["req_per_s"] > 0  # the floor, measured in the same rounds
         for side in ("direct", "sidecar"):
             assert scenario[side]["req_per_s"] > 0
             assert scenario[side]["errors"] == 0

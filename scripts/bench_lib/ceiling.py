@@ -41,6 +41,17 @@ class InProcessModel:
         return self.model.encode(list(texts), batch_size=batch_size, show_progress_bar=False,
                                  convert_to_numpy=True)
 
+    def encode_token_sorted(self, texts: Sequence[str], batch_size: int = 32) -> None:
+        """``encode`` with batches of texts of equal token count: ``encode`` sorts its input
+        by characters, which pads batches of similar-length chunks by 40-50 %. This is the
+        padding-free ceiling (the texts are counted first, as the sidecar counts them)."""
+        tokenizer = self.model.tokenizer
+        window = self.model.max_seq_length
+        counts = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=window)["input_ids"]]
+        order = sorted(range(len(texts)), key=counts.__getitem__)
+        for i in range(0, len(order), batch_size):
+            self.encode([texts[j] for j in order[i:i + batch_size]], batch_size=batch_size)
+
     def best_batch_size(self, texts: Sequence[str], sizes: Sequence[int] = BATCH_SIZES,
                         sample: int = 512) -> tuple[int, dict[str, float]]:
         """Texts/s per batch size on an evenly spread sample of ``texts``; the best size."""
