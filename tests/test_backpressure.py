@@ -207,3 +207,43 @@ def test_bulk_under_a_full_queue_reports_429_items(small_queue, es_url):
     assert count["count"] == len(indexed) + len(rejected)
     _assert_healthy(proc, inference_id)
     http.request("DELETE", f"{proc.url}/{index}")
+
+
+@pytest.fixture(scope="module")
+def roomy_queue(es_url, sidecar_env, tmp_path_factory):
+    env = {**sidecar_env, "SIDECAR_MAX_QUEUE": "1100"}
+    proc = SidecarProcess(es_url, env, tmp_path_factory.mktemp("paced") / "sidecar.log").start()
+    inference_id = uid("paced")
+    status, body = http.json_request("PUT", f"{proc.url}/_inference/text_embedding/{inference_id}", MINILM,
+                                     timeout=300)
+    assert status == 200, body
+    yield proc, inference_id
+    http.request("DELETE", f"{proc.url}/_inference/{inference_id}?force=true")
+    proc.stop()
+
+
+def test_bulk_with_more_chunks_than_the_queue_holds_is_paced_not_refused(roomy_queue, es_url):
+    proc, inference_id = roomy_queue
+    index = uid("bp-paced")
+    status, body = http.json_request("PUT", f"{proc.url}/{index}", {
+        "settings": {"number_of_replicas": 0},
+        "mappings": {"properties": {"content": {
+            "type": "semantic_text", "inference_id": inference_id,
+            "chunking_settings": {"strategy": "word", "max_chunk_size": 10, "overlap": 1}}}}})
+    assert status == 200, body
+    # 140 documents of 100 distinct words: 11 chunks each, more than the queue's 1,100 in all.
+    lines = []
+    for d in range(140):
+        words = " ".join(f"w{d}x{i}" for i in range(100))
+        lines += [json.dumps({"index": {"_index": index, "_id": str(d)}}), json.dumps({"content": words})]
+    status, body = http.json_request("POST", f"{proc.url}/_bulk?refresh=true", "\n".join(lines) + "\n",
+                                     headers={"Content-Type": "application/x-ndjson"}, timeout=600)
+    assert status == 200, body
+    failed = [item["index"] for item in body["items"] if item["index"].get("error")]
+    assert not failed, failed[:3]
+    indexed, rejected = _check_items(es_url, index, [(status, body)])
+    assert len(indexed) == 140 and not rejected
+    _, chunks = http.json_request("POST", f"{es_url}/{index}/_search", {
+        "size": 0, "aggs": {"c": {"nested": {"path": f"{ROOT}.content.chunks"}}}})
+    assert chunks["aggregations"]["c"]["doc_count"] > 1100
+    http.request("DELETE", f"{proc.url}/{index}")

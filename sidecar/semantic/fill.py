@@ -30,6 +30,12 @@ log = logging.getLogger("sidecar.semantic")
 
 # Texts per call to a service; the local runtime re-batches them by length.
 CALL_SIZE = 256
+# Calls of one fill (one bulk window) waiting on a service at once. A window of long documents
+# holds thousands of chunks: sent all at once, two concurrent bulks could fill a local
+# deployment's queue (10,000 inputs) and have their items refused with 429, and a remote
+# provider would get dozens of parallel requests. Four calls (1,024 texts) keep a model busy
+# for seconds on CPU and several full GPU batches queued.
+CALLS_IN_FLIGHT = 4
 MISSING = object()
 
 
@@ -284,13 +290,19 @@ class SemanticFiller:
         return out
 
     async def _run_jobs(self, jobs: dict[str, _Job], items: list[FillItem]) -> None:
+        gate = asyncio.Semaphore(CALLS_IN_FLIGHT)
+
+        async def paced(job: _Job, texts: list[str]) -> None:
+            async with gate:
+                await self._embed(job, texts, items)
+
         calls = []
         for job in jobs.values():
             # Longest first and in length order: model batches then pad little (as
             # SentenceTransformer.encode sorts its input).
             texts = sorted(job.texts, key=len, reverse=True)
             for i in range(0, len(texts), CALL_SIZE):
-                calls.append(self._embed(job, texts[i:i + CALL_SIZE], items))
+                calls.append(paced(job, texts[i:i + CALL_SIZE]))
         if calls:
             await asyncio.gather(*calls)
 
