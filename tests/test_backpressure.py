@@ -26,17 +26,22 @@ def uid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture(scope="module")
-def small_queue(es_url, sidecar_env, tmp_path_factory):
-    env = {**sidecar_env, "SIDECAR_MAX_QUEUE": str(QUEUE), "SIDECAR_MAX_BATCH_SIZE": "4"}
-    proc = SidecarProcess(es_url, env, tmp_path_factory.mktemp("backpressure") / "sidecar.log").start()
-    inference_id = uid("bp")
+def _sidecar_with_endpoint(es_url, env: dict[str, str], log_dir, prefix: str):
+    """A sidecar started with ``env`` and a MiniLM endpoint on it; removed afterwards."""
+    proc = SidecarProcess(es_url, env, log_dir / "sidecar.log").start()
+    inference_id = uid(prefix)
     status, body = http.json_request("PUT", f"{proc.url}/_inference/text_embedding/{inference_id}", MINILM,
                                      timeout=300)
     assert status == 200, body
     yield proc, inference_id
     http.request("DELETE", f"{proc.url}/_inference/{inference_id}?force=true")
     proc.stop()
+
+
+@pytest.fixture(scope="module")
+def small_queue(es_url, sidecar_env, tmp_path_factory):
+    env = {**sidecar_env, "SIDECAR_MAX_QUEUE": str(QUEUE), "SIDECAR_MAX_BATCH_SIZE": "4"}
+    yield from _sidecar_with_endpoint(es_url, env, tmp_path_factory.mktemp("backpressure"), "bp")
 
 
 def _perform(url: str, inference_id: str, n: int) -> tuple[int, dict[str, str], object]:
@@ -212,14 +217,7 @@ def test_bulk_under_a_full_queue_reports_429_items(small_queue, es_url):
 @pytest.fixture(scope="module")
 def roomy_queue(es_url, sidecar_env, tmp_path_factory):
     env = {**sidecar_env, "SIDECAR_MAX_QUEUE": "1100"}
-    proc = SidecarProcess(es_url, env, tmp_path_factory.mktemp("paced") / "sidecar.log").start()
-    inference_id = uid("paced")
-    status, body = http.json_request("PUT", f"{proc.url}/_inference/text_embedding/{inference_id}", MINILM,
-                                     timeout=300)
-    assert status == 200, body
-    yield proc, inference_id
-    http.request("DELETE", f"{proc.url}/_inference/{inference_id}?force=true")
-    proc.stop()
+    yield from _sidecar_with_endpoint(es_url, env, tmp_path_factory.mktemp("paced"), "paced")
 
 
 def test_bulk_with_more_chunks_than_the_queue_holds_is_paced_not_refused(roomy_queue, es_url):
