@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.es, pytest.mark.smoke]
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.es
 @pytest.mark.timeout(120)
 def test_bench_passthrough_writes_results(es_url: str, tmp_path: Path) -> None:
     proc = subprocess.run(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.es
+pytestmark = [pytest.mark.es, pytest.mark.smoke]
 ROOT = Path(__file__).resolve().parent.parent
 
 

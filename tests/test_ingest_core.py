@@ -179,6 +179,7 @@ async def core(es_url):
     await es.close()
 
 
+@pytest.mark.es
 async def test_plan_and_run_batch_inference_once_per_processor(core):
     pid = f"core-p-{core.suffix}"
     await core.install(pid, {"processors": [
@@ -214,6 +215,7 @@ async def test_plan_and_run_batch_inference_once_per_processor(core):
     assert await core.pipelines.any_inference_pipelines()
 
 
+@pytest.mark.es
 async def test_final_pipelines(core):
     pid = f"core-final-{core.suffix}"
     await core.install(pid, {"processors": [
@@ -232,6 +234,7 @@ async def test_final_pipelines(core):
     assert outcome.source["_es_inference_sidecar_final"] is True
 
 
+@pytest.mark.es
 async def test_unknown_endpoint_is_an_item_error(core):
     pid = f"core-unknown-{core.suffix}"
     await core.install(pid, {"processors": [

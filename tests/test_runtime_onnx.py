@@ -29,6 +29,9 @@ from sidecar.errors import EsError
 from sidecar.runtime import MAX_SPARSE_TOKENS, ModelManager
 from sidecar.runtime.models import load_model
 
+# The exports run in a child process, as they do in the sidecar.
+pytestmark = pytest.mark.es
+
 BACKEND = "onnx-int8"
 TEXTS = [
     "the cat sat on the mat",
