@@ -9,6 +9,7 @@ from aiohttp import web
 
 from . import security
 from .api import health, inference, mappings, ops, pipelines, reindex, root, search, writes
+from .api.compat import MEDIA_TYPE_CHECK, MediaTypeCheck, node_media_types
 from .api.middleware import es_errors
 from .config import Config
 from .proxy import Upstream, proxy_handler
@@ -28,9 +29,10 @@ def _ssl_context(config: Config) -> ssl.SSLContext | bool | None:
 
 
 def build_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[es_errors], client_max_size=MAX_PARSED_BODY)
+    app = web.Application(middlewares=[es_errors, node_media_types], client_max_size=MAX_PARSED_BODY)
     app["config"] = config
     app["upstream"] = Upstream(config.es_url, ssl=_ssl_context(config))
+    app[MEDIA_TYPE_CHECK] = MediaTypeCheck(app["upstream"])
 
     inference.setup(app)
     pipelines.setup(app)
