@@ -31,3 +31,24 @@ def request(method: str, url: str, body: Any = None, *, headers: dict[str, str] 
 def json_request(method: str, url: str, body: Any = None, **kw) -> tuple[int, Any]:
     status, _, raw = request(method, url, body, **kw)
     return status, (json.loads(raw) if raw else None)
+
+
+_VERSIONS: dict[str, tuple[int, ...]] = {}
+
+
+def node_version(es_url: str) -> tuple[int, ...]:
+    """The version of the node at ``es_url`` (asked once per URL)."""
+    if es_url not in _VERSIONS:
+        _, nodes = json_request("GET", f"{es_url}/_nodes/_local?filter_path=nodes.*.version")
+        number = next(iter(nodes["nodes"].values()))["version"]
+        _VERSIONS[es_url] = tuple(int(p) for p in number.split("-")[0].split("."))
+    return _VERSIONS[es_url]
+
+
+def stored_source(es_url: str, index: str, doc_id: str) -> dict[str, Any]:
+    """A document's ``_source`` as the node stores it, read straight from the node: with the
+    chunk vectors, which nodes from 9.1 on keep out of ``_source`` unless asked."""
+    query = "?_source_exclude_vectors=false" if node_version(es_url) >= (9, 1) else ""
+    status, body = json_request("GET", f"{es_url}/{index}/_doc/{doc_id}{query}")
+    assert status == 200, body
+    return body["_source"]

@@ -402,5 +402,5 @@ def test_semantic_text_defaults_to_elser(sidecar_url, es_url):
     assert mapping[index]["mappings"]["properties"]["body"]["inference_id"] == ".elser-2-elasticsearch"
     status, body = http.json_request("PUT", f"{sidecar_url}/{index}/_doc/1?refresh=true", {"body": "hello there"})
     assert status == 201, body
-    _, doc = http.json_request("GET", f"{es_url}/{index}/_doc/1")
+    doc = {"_source": http.stored_source(es_url, index, "1")}
     assert doc["_source"]["_sidecar_inference"]["body"]["chunks"][0]["embeddings"]

@@ -74,7 +74,7 @@ def test_reindex_fills_embeddings_then_reuses_them(sidecar_url, es_url, endpoint
     assert body["total"] == 300 and body["created"] == 300 and body["failures"] == []
     assert body["batches"] == 3
     assert count(es_url, dest) == 300
-    doc = http.json_request("GET", f"{es_url}/{dest}/_doc/7")[1]["_source"]
+    doc = http.stored_source(es_url, dest, "7")
     assert doc["content"] == "Plain document 7 about item 7." and doc["n"] == 7
     assert len(doc[ROOT_FIELD]["content"]["chunks"][0]["embeddings"]) == 384
 
@@ -85,7 +85,7 @@ def test_reindex_fills_embeddings_then_reuses_them(sidecar_url, es_url, endpoint
         "source": {"index": dest}, "dest": {"index": dest2}})
     assert status == 200 and body["created"] == 300, body
     assert inference_count(sidecar_url, endpoint) == before
-    assert http.json_request("GET", f"{es_url}/{dest2}/_doc/7")[1]["_source"][ROOT_FIELD] == doc[ROOT_FIELD]
+    assert http.stored_source(es_url, dest2, "7")[ROOT_FIELD] == doc[ROOT_FIELD]
 
 
 def test_reindex_as_a_task(sidecar_url, es_url, endpoint, source_index):

@@ -56,9 +56,7 @@ def make_index(sidecar_url, properties, name=None):
 
 
 def stored(es_url, index, doc_id):
-    status, body = http.json_request("GET", f"{es_url}/{index}/_doc/{doc_id}")
-    assert status == 200, body
-    return body["_source"]
+    return http.stored_source(es_url, index, doc_id)
 
 
 def inference_count(sidecar_url, inference_id):

@@ -15,6 +15,7 @@ from ..endpoints.secrets import SecretBox
 from ..endpoints.store import EndpointStore
 from ..endpoints.timevalue import parse_time_value
 from ..errors import EsError
+from ..es.node import NodeVersion
 from ..services.registry import ServiceContext, Services
 from .render import json_response, read_json
 
@@ -196,6 +197,7 @@ async def _startup(app: web.Application) -> None:
 
     config = app["config"]
     app["es"] = _es_client(config)
+    app["node_version"] = NodeVersion(app["es"])
     app["models"] = ModelManager(
         aliases=config.model_aliases,
         cache_dir=config.model_cache_dir,

@@ -50,7 +50,8 @@ async def reindex(request: web.Request) -> web.StreamResponse:
 
     query = {k: v for k, v in request.query.items() if k in ("refresh", "timeout", "wait_for_active_shards")}
     processor = make_processor(request.app, client, query)
-    reindexer = Reindexer(spec, client.call, processor)
+    reindexer = Reindexer(spec, client.call, processor,
+                          vectors_params=await request.app["node_version"].vectors_params())
     tasks: Tasks = request.app["tasks"]
 
     async def work(task):

@@ -154,7 +154,7 @@ async def _startup(app: web.Application) -> None:
         app["semantic_indices"] = SemanticIndices(app["es"], ttl_s=app["config"].registry_ttl_s)
     app["semantic_search"] = SemanticSearch(
         endpoints=app["inference"], semantic=app["semantic_indices"], es=app["es"], upstream=app["upstream"],
-        timeout_s=app["config"].inference_timeout_s)
+        timeout_s=app["config"].inference_timeout_s, node_version=app["node_version"])
 
 
 def setup(app: web.Application) -> None:

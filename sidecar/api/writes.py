@@ -57,7 +57,9 @@ def make_processor(app: web.Application, client: CallerClient, query: dict[str, 
             if routing is not None:
                 entry["routing"] = routing
             docs.append(entry)
-        status, _, answer = await client.call("POST", "/_mget", {"docs": docs})
+        params = await app["node_version"].vectors_params()
+        path = "/_mget" + (f"?{urlencode(params)}" if params else "")
+        status, _, answer = await client.call("POST", path, {"docs": docs})
         if status != 200 or not isinstance(answer, dict):
             return [None] * len(keys)
         return [(d.get("_source") or {}, d.get("_seq_no"), d.get("_primary_term")) if d.get("found") else None

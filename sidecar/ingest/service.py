@@ -33,6 +33,15 @@ NONE = "_none"
 CallerRequest = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
 
 
+# What Elasticsearch adds to each pipeline it lists (9.x: ``pipeline_tracking_info``). The guard is
+# written with the definition, so its dates are the definition's.
+_TRACKING_KEYS = ("created_date", "created_date_millis", "modified_date", "modified_date_millis")
+
+
+def _tracking(listed: dict[str, Any]) -> dict[str, Any]:
+    return {k: listed[k] for k in _TRACKING_KEYS if k in listed}
+
+
 @dataclass
 class IngestDoc:
     """A document of an ``index``/``create`` action, before its pipelines."""
@@ -345,7 +354,7 @@ class Pipelines:
         holds in place of their guards."""
         guarded = [pid for pid, cfg in listing.items() if is_guard(cfg)]
         stored = await self.store.configs(guarded)
-        return {pid: stored.get(pid, cfg) for pid, cfg in listing.items()}
+        return {pid: {**stored[pid], **_tracking(cfg)} if pid in stored else cfg for pid, cfg in listing.items()}
 
     async def references(self, inference_id: str) -> tuple[list[str], list[str]]:
         """A ``reference_finders`` entry: pipelines that use the endpoint."""

@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 
@@ -118,9 +119,12 @@ Caller = Callable[..., Any]
 
 
 class Reindexer:
-    def __init__(self, spec: ReindexSpec, call: Caller, processor: BulkProcessor) -> None:
+    def __init__(self, spec: ReindexSpec, call: Caller, processor: BulkProcessor, *,
+                 vectors_params: dict[str, str] | None = None) -> None:
         self.spec = spec
         self.call = call
+        # Stored embeddings come back with the source documents (see sidecar.es.node).
+        self._search_path = "/_search" + (f"?{urlencode(vectors_params)}" if vectors_params else "")
         self.processor = processor
         self.status = new_status()
         self.failures: list[dict[str, Any]] = []
@@ -155,7 +159,7 @@ class Reindexer:
                     body["_source"] = spec.source_filter
                 if search_after is not None:
                     body["search_after"] = search_after
-                page = await self._json("POST", "/_search", body)
+                page = await self._json("POST", self._search_path, body)
                 pit_id = page.get("pit_id", pit_id)
                 if search_after is None:
                     total = page["hits"]["total"]["value"]

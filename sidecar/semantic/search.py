@@ -34,6 +34,7 @@ from elasticsearch import ConnectionError as EsConnectionError
 from multidict import CIMultiDict
 
 from ..errors import EsError, action_request_validation, illegal_argument, unavailable
+from ..es.node import NodeVersion
 from ..proxy import Upstream, body_content_type
 from ..singleflight import SingleFlight
 from .fill import MISSING, get_path
@@ -520,8 +521,10 @@ def _semantic_fields(targets: Mapping[str, IndexInfo]) -> set[str]:
 
 class SemanticSearch:
     def __init__(self, *, endpoints: Any, semantic: SemanticIndices, es: AsyncElasticsearch, upstream: Upstream,
-                 cache: QueryEmbeddingCache | None = None, timeout_s: float | None = 30.0) -> None:
+                 cache: QueryEmbeddingCache | None = None, timeout_s: float | None = 30.0,
+                 node_version: NodeVersion | None = None) -> None:
         self.endpoints = endpoints
+        self.node_version = node_version or NodeVersion(es)
         self.semantic = semantic
         self.upstream = upstream
         self.cache = cache or QueryEmbeddingCache()
@@ -815,7 +818,8 @@ class SemanticSearch:
             if hit.get("_routing") is not None:
                 entry["routing"] = hit["_routing"]
             entries.append(entry)
-        answer = await caller.send("POST", "/_mget", {"docs": entries}, {"realtime": "false"})
+        params = {"realtime": "false", **await self.node_version.vectors_params()}
+        answer = await caller.send("POST", "/_mget", {"docs": entries}, params)
         if answer.status != 200:
             return [None] * len(docs)
         found = answer.body.get("docs") or []

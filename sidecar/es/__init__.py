@@ -1,0 +1,1 @@
+"""The sidecar's view of the Elasticsearch node behind it."""
