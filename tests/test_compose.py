@@ -41,15 +41,25 @@ def default_es_version() -> str:
     return m.group(1)
 
 
+def ci_es_versions() -> list[str]:
+    """The Elasticsearch versions .ci/run tests the sidecar against."""
+    m = re.search(r"^ES_VERSIONS=\(([^)]*)\)", (ROOT / ".ci" / "run").read_text(), re.M)
+    assert m, ".ci/run names no ES_VERSIONS"
+    return m.group(1).split()
+
+
 def test_services(compose: dict) -> None:
     assert set(compose["services"]) == {"elasticsearch", "sidecar"}
 
 
 def test_elasticsearch_service(compose: dict) -> None:
     es = compose["services"]["elasticsearch"]
-    image, _, version = es["image"].rpartition(":")
-    assert image == "docker.elastic.co/elasticsearch/elasticsearch"
-    assert version == default_es_version()  # the same version scripts/es runs
+    # One variable picks the line; the default is the newest 9.x that CI tests.
+    m = re.fullmatch(r"docker\.elastic\.co/elasticsearch/elasticsearch:\$\{ES_VERSION:-([0-9.]+)\}", es["image"])
+    assert m, es["image"]
+    tested = ci_es_versions()
+    assert m.group(1) == max(tested, key=lambda v: tuple(map(int, v.split("."))))
+    assert m.group(1).startswith("9.") and default_es_version() in tested
     env = env_of(es)
     assert env["discovery.type"] == "single-node"
     assert env["xpack.security.enabled"] == "false"
