@@ -428,6 +428,8 @@ class PostProcess:
     # semantic_text fields asked for in ``fields``
     field_values: set[str] = field(default_factory=set)
     inference_fields: bool = False
+    # ``_source.exclude_vectors: false``: the chunks come back in ``_source._inference_fields``.
+    source_inference_fields: bool = False
     strip_fields: bool = False
     filter_path: str | None = None
     # Indices whose shards fail as Elasticsearch's would (the others answer).
@@ -436,8 +438,8 @@ class PostProcess:
 
     @property
     def needed(self) -> bool:
-        return bool(self.highlight or self.field_values or self.inference_fields or self.strip_fields
-                    or self.failures)
+        return bool(self.highlight or self.field_values or self.inference_fields or self.source_inference_fields
+                    or self.strip_fields or self.failures)
 
 
 @dataclass
@@ -473,6 +475,19 @@ def hide_inference_params(params: dict[str, str]) -> bool:
     excludes = [e for e in (params.get("_source_excludes") or "").split(",") if e]
     params["_source_excludes"] = ",".join([*excludes, INFERENCE_ROOT])
     return True
+
+
+# Elasticsearch 9.2 returns semantic_text chunks in ``_source`` for ``exclude_vectors: false``.
+SOURCE_VECTORS_SINCE = (9, 2)
+
+
+def asks_for_vectors(body: dict[str, Any], params: Mapping[str, str]) -> bool:
+    """``_source.exclude_vectors: false`` (or ``?_source_exclude_vectors=false``): Elasticsearch
+    then returns each semantic_text field's chunks and embeddings in ``_source._inference_fields``."""
+    if "_source_exclude_vectors" in params:
+        return params["_source_exclude_vectors"] == "false"
+    src = body.get("_source")
+    return isinstance(src, dict) and src.get("exclude_vectors") is False
 
 
 def hide_inference(body: dict[str, Any], params: dict[str, str]) -> bool:
@@ -627,6 +642,8 @@ class SemanticSearch:
         if "highlight" in body and isinstance(body["highlight"], dict):
             plan.changed |= await self._plan_highlight(plan, rw, semantic_fields, query_leaves, match_all)
         if semantic_fields:
+            plan.post.source_inference_fields = (asks_for_vectors(body, plan.params)
+                                                 and await self.node_version.get() >= SOURCE_VECTORS_SINCE)
             plan.changed |= hide_inference(body, plan.params)
             plan.changed |= self._plan_fields(plan, semantic_fields)
         if plan.execute_here:
@@ -799,7 +816,7 @@ class SemanticSearch:
                     paths.append(name)
                     paths.extend(src for src, targets in semantics.copy_to.items() if name in targets)
             paths.extend(name for name in post.field_values if name in semantics.fields)
-            if post.inference_fields:
+            if post.inference_fields or post.source_inference_fields:
                 paths.append(INFERENCE_ROOT)
             if paths:
                 wanted.append((hit, semantics, sorted(set(paths))))
@@ -848,7 +865,7 @@ class SemanticSearch:
             if value is MISSING or value is None:
                 continue
             hit.setdefault("fields", {})[name] = value if isinstance(value, list) else [value]
-        if post.inference_fields:
+        if post.inference_fields or post.source_inference_fields:
             out = {}
             for name, fld in semantics.fields.items():
                 data = get_path(source, inference_path(name))
@@ -861,7 +878,9 @@ class SemanticSearch:
                 inference = {"inference_id": data.get("inference_id") or fld.inference_id,
                              "model_settings": fld.model_settings, "chunks": grouped}
                 out[name] = {"inference": inference}
-            if out:
+            if out and post.source_inference_fields and isinstance(hit.get("_source"), dict):
+                hit["_source"]["_inference_fields"] = out
+            elif out and post.inference_fields:
                 hit.setdefault("fields", {})["_inference_fields"] = [out]
 
     # -- _msearch ----------------------------------------------------------------------------------
