@@ -53,3 +53,24 @@ def test_exclude_vectors_false_returns_chunks_in_source(sidecar_url, env, versio
                              "?_source_exclude_vectors=false")
     assert status == 200, body
     assert body["hits"]["hits"][0]["_source"]["_inference_fields"]["content"]["inference"] == inference
+
+
+def test_fields_format_chunks(sidecar_url, env, version):
+    """9.2+: ``fields: [{"field": f, "format": "chunks"}]`` returns the text of each chunk;
+    before 9.2 a semantic_text field supports no format."""
+    long_text = " ".join(f"Sentence {i} is about topic {i % 5}." for i in range(60))
+    sd.index_docs(sidecar_url, env["index"], {"long": {"content": long_text, "tag": "long"}})
+    status, body = sd.search(sidecar_url, env["index"], {
+        "query": {"ids": {"values": ["long", "cat"]}}, "sort": [{"tag": "asc"}],
+        "fields": [{"field": "content", "format": "chunks"}, "tag"]})
+    if version < (9, 2):
+        assert status == 400, body
+        assert body["error"]["type"] == "illegal_argument_exception"
+        assert body["error"]["reason"] == "Field [content] of type [semantic_text] doesn't support formats."
+        return
+    assert status == 200, body
+    long_hit, cat_hit = body["hits"]["hits"]
+    assert cat_hit["fields"] == {"content": ["A cat sat on the mat."], "tag": ["pet"]}
+    chunks = long_hit["fields"]["content"]
+    assert len(chunks) > 1 and all(c in long_text for c in chunks)
+    assert chunks[0].startswith("Sentence 0 ") and chunks[-1].endswith("topic 4.")

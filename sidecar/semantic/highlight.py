@@ -105,10 +105,15 @@ def fragments(source: dict[str, Any], chunks: Sequence[dict[str, Any]], queries:
     picked = order[:min(len(order), options.number_of_fragments)]
     if not options.score_order:
         picked.sort()
+    return chunk_texts(source, [chunks[i] for i in picked], field_name)
+
+
+def chunk_texts(source: dict[str, Any], chunks: Sequence[dict[str, Any]], field_name: str) -> list[str]:
+    """The text of each chunk, cut from the source field it came from (the semantic_text field
+    itself or a ``copy_to`` source)."""
     texts: dict[str, str | None] = {}
     out = []
-    for i in picked:
-        chunk = chunks[i]
+    for chunk in chunks:
         src = chunk.get("source") or field_name
         if src not in texts:
             texts[src] = chunk_source_text(source, src)

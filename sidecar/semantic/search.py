@@ -38,7 +38,7 @@ from ..es.node import NodeVersion
 from ..proxy import Upstream, body_content_type
 from ..singleflight import SingleFlight
 from .fill import MISSING, get_path
-from .highlight import FieldHighlight, fragments
+from .highlight import FieldHighlight, chunk_texts, fragments
 from .layout import INFERENCE_ROOT, inference_path
 from .metadata import IndexSemantics, SemanticIndices
 from .queries import (
@@ -427,6 +427,8 @@ class PostProcess:
     highlight_leaves: dict[str, list[SemanticLeaf]] = field(default_factory=dict)
     # semantic_text fields asked for in ``fields``
     field_values: set[str] = field(default_factory=set)
+    # semantic_text fields asked for in ``fields`` with ``"format": "chunks"`` (9.2+)
+    chunk_fields: set[str] = field(default_factory=set)
     inference_fields: bool = False
     # ``_source.exclude_vectors: false``: the chunks come back in ``_source._inference_fields``.
     source_inference_fields: bool = False
@@ -438,7 +440,8 @@ class PostProcess:
 
     @property
     def needed(self) -> bool:
-        return bool(self.highlight or self.field_values or self.inference_fields or self.source_inference_fields
+        return bool(self.highlight or self.field_values or self.chunk_fields or self.inference_fields
+                    or self.source_inference_fields
                     or self.strip_fields or self.failures)
 
 
@@ -477,8 +480,9 @@ def hide_inference_params(params: dict[str, str]) -> bool:
     return True
 
 
-# Elasticsearch 9.2 returns semantic_text chunks in ``_source`` for ``exclude_vectors: false``.
-SOURCE_VECTORS_SINCE = (9, 2)
+# Elasticsearch 9.2 returns semantic_text chunks in ``_source`` for ``exclude_vectors: false``,
+# and their texts in ``fields`` for ``{"field": ..., "format": "chunks"}``.
+SOURCE_VECTORS_SINCE = CHUNKS_FORMAT_SINCE = (9, 2)
 
 
 def asks_for_vectors(body: dict[str, Any], params: Mapping[str, str]) -> bool:
@@ -646,6 +650,9 @@ class SemanticSearch:
                                                  and await self.node_version.get() >= SOURCE_VECTORS_SINCE)
             plan.changed |= hide_inference(body, plan.params)
             plan.changed |= self._plan_fields(plan, semantic_fields)
+            if plan.post.chunk_fields and await self.node_version.get() < CHUNKS_FORMAT_SINCE:
+                name = sorted(plan.post.chunk_fields)[0]
+                raise illegal_argument(f"Field [{name}] of type [semantic_text] doesn't support formats.")
         if plan.execute_here:
             self._validate_compound(plan)
         if (plan.post.needed or plan.execute_here) and "filter_path" in plan.params:
@@ -735,6 +742,12 @@ class SemanticSearch:
                     plan.post.inference_fields = True
                     changed = True
                     continue
+                if isinstance(entry, dict) and entry.get("format") == "chunks" and isinstance(pattern, str):
+                    matched = {f for f in semantic_fields if matches_any(f, [pattern])}
+                    if matched:
+                        plan.post.chunk_fields |= matched
+                        changed = True
+                        continue
                 if isinstance(pattern, str):
                     plan.post.field_values |= {f for f in semantic_fields if matches_any(f, [pattern])}
                 kept.append(entry)
@@ -810,11 +823,10 @@ class SemanticSearch:
             if semantics is None:
                 continue
             paths: list[str] = []
-            for name in post.highlight:
-                if name in semantics.fields:
-                    paths.append(inference_path(name) + ".chunks")
-                    paths.append(name)
-                    paths.extend(src for src, targets in semantics.copy_to.items() if name in targets)
+            for name in (post.highlight.keys() | post.chunk_fields) & semantics.fields.keys():
+                # The chunks and every text their offsets index into.
+                paths += [inference_path(name) + ".chunks", name,
+                          *(src for src, targets in semantics.copy_to.items() if name in targets)]
             paths.extend(name for name in post.field_values if name in semantics.fields)
             if post.inference_fields or post.source_inference_fields:
                 paths.append(INFERENCE_ROOT)
@@ -858,6 +870,10 @@ class SemanticSearch:
             texts = fragments(source, chunks, leaves, similarity, options, name)
             if texts:
                 hit.setdefault("highlight", {})[name] = texts
+        for name in sorted(post.chunk_fields & semantics.fields.keys()):
+            chunks = get_path(source, inference_path(name) + ".chunks")
+            if isinstance(chunks, list) and chunks:
+                hit.setdefault("fields", {})[name] = chunk_texts(source, chunks, name)
         for name in sorted(post.field_values):
             if name not in semantics.fields:
                 continue
