@@ -74,3 +74,73 @@ def test_fields_format_chunks(sidecar_url, env, version):
     chunks = long_hit["fields"]["content"]
     assert len(chunks) > 1 and all(c in long_text for c in chunks)
     assert chunks[0].startswith("Sentence 0 ") and chunks[-1].endswith("topic 4.")
+
+
+def test_max_chunk_size_cap(sidecar_url, version):
+    """Before 9.2 ``max_chunk_size`` is capped at 300 words, for endpoints and for fields."""
+    chunking = {"strategy": "word", "max_chunk_size": 500, "overlap": 100}
+    inference_id = sd.uid("versions-cap")
+    status, body = http.json_request("PUT", f"{sidecar_url}/_inference/text_embedding/{inference_id}",
+                                     {**sd.MINILM, "chunking_settings": chunking})
+    index = sd.uid("versions-cap")
+    status2, body2 = http.json_request("PUT", f"{sidecar_url}/{index}", {"mappings": {"properties": {
+        "content": {"type": "semantic_text", "inference_id": inference_id, "chunking_settings": chunking}}}})
+    try:
+        if version < (9, 2):
+            reason = "Invalid value [500.0]. [max_chunk_size] must be a less than or equal to [300.0]"
+            assert status == 400 and reason in body["error"]["reason"], body
+            assert status2 == 400 and reason in body2["error"]["reason"], body2
+            return
+        assert status == 200 and body["chunking_settings"] == chunking, body
+        assert status2 == 200, body2
+        _, mapping = http.json_request("GET", f"{sidecar_url}/{index}/_mapping")
+        assert mapping[index]["mappings"]["properties"]["content"]["chunking_settings"] == chunking
+    finally:
+        sd.delete_index(sidecar_url, index)
+        sd.delete_endpoint(sidecar_url, inference_id)
+
+
+def test_inference_id_update(sidecar_url, env, version):
+    """9.3+: a field with embeddings may move to a compatible endpoint (same dense settings);
+    before, the inference_id of a field with embeddings cannot change."""
+    same_model = sd.create_endpoint(sidecar_url, "text_embedding", sd.MINILM, "versions-same")
+    sparse = sd.create_endpoint(sidecar_url, "sparse_embedding", sd.TINY_SPARSE, "versions-sparse")
+    index = sd.create_index(sidecar_url, sd.uid("versions-move"), {
+        "content": {"type": "semantic_text", "inference_id": env["dense"]}})
+    sd.index_docs(sidecar_url, index, {"a": {"content": "A cat sat on the mat."}})
+
+    def move(to: str) -> tuple[int, dict]:
+        return http.json_request("PUT", f"{sidecar_url}/{index}/_mapping", {"properties": {
+            "content": {"type": "semantic_text", "inference_id": to}}})
+
+    try:
+        if version < (9, 3):
+            status, body = move(same_model)
+            assert status == 400, body
+            assert body["error"]["reason"] == (
+                f"Cannot update parameter [inference_id] from [{env['dense']}] to [{same_model}]")
+            return
+        status, body = move(sparse)
+        assert status == 400 and body["error"]["type"] == "illegal_argument_exception", body
+        assert body["error"]["reason"].startswith(
+            f"Cannot update [semantic_text] field [content] because inference endpoint [{env['dense']}] with "
+            "model settings [MinimalServiceSettings[")
+        assert f"is not compatible with new inference endpoint [{sparse}]" in body["error"]["reason"]
+        status, body = move("no-such-endpoint")
+        assert status == 400 and body["error"]["reason"] == (
+            "Cannot update [semantic_text] field [content] because inference endpoint [no-such-endpoint] "
+            "does not exist.")
+
+        assert move(same_model) == (200, {"acknowledged": True})
+        _, mapping = http.json_request("GET", f"{sidecar_url}/{index}/_mapping")
+        assert mapping[index]["mappings"]["properties"]["content"]["inference_id"] == same_model
+        before = sd.inference_count(sidecar_url, same_model)
+        sd.index_docs(sidecar_url, index, {"b": {"content": "Dogs bark at night."}})
+        assert sd.inference_count(sidecar_url, same_model) > before
+        status, body = sd.search(sidecar_url, index, {"query": {"semantic": {"field": "content",
+                                                                             "query": "a dog barking"}}})
+        assert status == 200 and sd.ids(body)[0] == "b", body
+    finally:
+        sd.delete_index(sidecar_url, index)
+        sd.delete_endpoint(sidecar_url, same_model)
+        sd.delete_endpoint(sidecar_url, sparse)

@@ -213,7 +213,8 @@ async def _startup(app: web.Application) -> None:
         app["es"], SecretBox(config.secrets_key_bytes()), prefix=config.system_index_prefix,
         ttl_s=config.registry_ttl_s,
     )
-    app["inference"] = InferenceEndpoints(store, services, default_timeout_s=config.inference_timeout_s)
+    app["inference"] = InferenceEndpoints(store, services, default_timeout_s=config.inference_timeout_s,
+                                          node_version=app["node_version"])
 
 
 async def _cleanup(app: web.Application) -> None:

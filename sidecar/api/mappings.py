@@ -46,7 +46,8 @@ async def _translated(request: web.Request, mappings: Any, existing_meta: dict |
     if not isinstance(mappings, dict):
         return mappings
     return await sem.to_elasticsearch(
-        mappings, lambda i: _lookup_endpoint(request.app, i), existing_meta
+        mappings, lambda i: _lookup_endpoint(request.app, i), existing_meta,
+        features=await request.app["node_version"].features(),
     )
 
 

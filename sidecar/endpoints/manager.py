@@ -10,7 +10,7 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import EsError, action_request_validation, not_found, status_exception, timeout, validation
 from ..services.base import Endpoint, InputType, Service, TaskType
@@ -18,6 +18,9 @@ from ..services.registry import Services
 from ..services.settings import java_map_repr
 from .defaults import DEFAULT_IDS, default_endpoints
 from .store import EndpointStore
+
+if TYPE_CHECKING:
+    from ..es.node import NodeVersion
 
 log = logging.getLogger("sidecar.endpoints")
 
@@ -42,24 +45,33 @@ def parse_task_type(value: str) -> TaskType:
         raise status_exception(400, f"Unknown task_type [{value}]") from None
 
 
-def _parse_chunking(value: Any) -> dict[str, Any]:
+def _parse_chunking(value: Any, max_chunk_size_cap: int | None) -> dict[str, Any]:
     from ..chunking import DEFAULT_CHUNKING_SETTINGS, parse_chunking_settings
 
     if value is not None and not isinstance(value, dict):
         raise validation("[chunking_settings] must be an object")
-    parsed = parse_chunking_settings(value)
+    parsed = parse_chunking_settings(value, max_chunk_size_upper_limit=max_chunk_size_cap)
     return dict(DEFAULT_CHUNKING_SETTINGS) if parsed is None else parsed.to_dict()
 
 
 class InferenceEndpoints:
-    def __init__(self, store: EndpointStore, services: Services, *, default_timeout_s: float = 30.0) -> None:
+    def __init__(self, store: EndpointStore, services: Services, *, default_timeout_s: float = 30.0,
+                 node_version: NodeVersion | None = None) -> None:
         self.store = store
+        self.node_version = node_version
         self.services = services
         self.default_timeout_s = default_timeout_s
         self.reference_finders: list[ReferenceFinder] = []
         self._updating: set[str] = set()
         self._defaults = default_endpoints()
         self._defaults_probed: set[str] = set()
+
+    async def _max_chunk_size_cap(self) -> int | None:
+        from ..chunking import MAX_CHUNK_SIZE_UPPER_LIMIT
+
+        if self.node_version is None:
+            return MAX_CHUNK_SIZE_UPPER_LIMIT
+        return (await self.node_version.features()).max_chunk_size_cap
 
     # -- create --------------------------------------------------------------------------------
     async def create(
@@ -93,7 +105,7 @@ class InferenceEndpoints:
             raise validation("[task_settings] must be an object")
         chunking = None
         if task_type in CHUNKED_TASKS:
-            chunking = _parse_chunking(config.pop("chunking_settings", None))
+            chunking = _parse_chunking(config.pop("chunking_settings", None), await self._max_chunk_size_cap())
         if config:
             raise status_exception(
                 400, f"Configuration contains settings [{java_map_repr(config)}] unknown to the [{service.name}] service"

@@ -13,14 +13,46 @@ stored once, in the index, as Elasticsearch intends.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from elasticsearch import AsyncElasticsearch
 
 from ..singleflight import SingleFlight
 
-# The first minor whose new indices exclude vectors from _source.
-EXCLUDE_SOURCE_VECTORS_SINCE = (9, 1)
+
+@dataclass(frozen=True)
+class Features:
+    """What the node's version decides about semantic_text and the inference API: every
+    version-dependent behaviour of the sidecar asks here, so the list below is the whole of it
+    (the README's table of 8.19 / 9.x differences follows it)."""
+
+    version: tuple[int, int, int]
+
+    @property
+    def excludes_source_vectors(self) -> bool:
+        """9.1: new indices keep vectors out of ``_source`` (``index.mapping.exclude_source_vectors``)."""
+        return self.version >= (9, 1)
+
+    @property
+    def source_inference_fields(self) -> bool:
+        """9.2: ``_source.exclude_vectors: false`` returns ``_source._inference_fields``."""
+        return self.version >= (9, 2)
+
+    @property
+    def chunks_format(self) -> bool:
+        """9.2: ``fields: [{"field": f, "format": "chunks"}]`` returns the chunks' texts."""
+        return self.version >= (9, 2)
+
+    @property
+    def max_chunk_size_cap(self) -> int | None:
+        """Before 9.2, ``max_chunk_size`` may not exceed 300 words (elastic/elasticsearch#133718)."""
+        return None if self.version >= (9, 2) else 300
+
+    @property
+    def inference_id_updatable(self) -> bool:
+        """9.3: a semantic_text field's ``inference_id`` may change to a compatible endpoint."""
+        return self.version >= (9, 3)
 
 
 def parse_version(number: str) -> tuple[int, int, int]:
@@ -47,9 +79,12 @@ class NodeVersion:
     async def major(self) -> int:
         return (await self.get())[0]
 
+    async def features(self) -> Features:
+        return Features(await self.get())
+
     async def vectors_params(self) -> dict[str, str]:
         """URL parameters that make a ``_search``, ``_mget`` or ``_doc`` read return the vectors
         stored in ``_source`` on this node (none needed before 9.1)."""
-        if await self.get() >= EXCLUDE_SOURCE_VECTORS_SINCE:
+        if (await self.features()).excludes_source_vectors:
             return {"_source_exclude_vectors": "false"}
         return {}

@@ -13,7 +13,9 @@ import copy
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..chunking import parse_chunking_settings
 from ..errors import EsError
+from ..es.node import Features
 from .layout import INFERENCE_ROOT, META_KEY, inference_mapping, value_mapping
 
 DEFAULT_INFERENCE_ID = ".elser-2-elasticsearch"
@@ -61,11 +63,6 @@ def _walk_properties(properties: dict[str, Any], prefix: str, in_nested: bool,
                     raise mapper_error(f"[{key}] on mapper [{path}] of type [semantic_text] must not be empty")
             user = {k: v for k, v in definition.items()}
             user.setdefault("inference_id", DEFAULT_INFERENCE_ID)
-            if user.get("chunking_settings") is not None:
-                from ..chunking import parse_chunking_settings
-
-                parsed = parse_chunking_settings(user["chunking_settings"])
-                user["chunking_settings"] = parsed.to_dict() if parsed else None
             found[path] = user
             out[name] = value_mapping()
             continue
@@ -123,9 +120,12 @@ async def to_elasticsearch(
     mappings: dict[str, Any],
     lookup: EndpointLookup,
     existing_meta: dict[str, Any] | None = None,
+    features: Features | None = None,
 ) -> dict[str, Any]:
     """Translate a user's mappings object. ``existing_meta`` is the index's current ``_meta``
-    (for ``_mapping`` updates, which replace ``_meta`` as a whole in Elasticsearch)."""
+    (for ``_mapping`` updates, which replace ``_meta`` as a whole in Elasticsearch);
+    ``features`` are the node's (8.19's rules when not given)."""
+    features = features or Features((8, 19, 0))
     if not isinstance(mappings, dict):
         return mappings
     if not has_semantic_text(mappings) and not ((existing_meta or {}).get(META_KEY)) and not any(
@@ -140,15 +140,23 @@ async def to_elasticsearch(
     old_sidecar = ((existing_meta or {}).get(META_KEY) or {})
     semantic_defs: dict[str, Any] = dict(old_sidecar.get("semantic_text") or {})
     for path, user in found.items():
+        if user.get("chunking_settings") is not None:
+            parsed = parse_chunking_settings(user["chunking_settings"],
+                                             max_chunk_size_upper_limit=features.max_chunk_size_cap)
+            user["chunking_settings"] = parsed.to_dict() if parsed else None
         previous = semantic_defs.get(path)
-        if previous and previous.get("inference_id") != user["inference_id"] and previous.get("model_settings"):
+        endpoint = await lookup(user["inference_id"])
+        changed_id = previous and previous.get("inference_id") != user["inference_id"]
+        if changed_id and features.inference_id_updatable:
+            check_inference_id_update(path, previous, user["inference_id"], endpoint)
+            previous = {k: v for k, v in previous.items() if k != "model_settings"}
+        elif changed_id and previous.get("model_settings"):
             raise EsError(
                 400, "illegal_argument_exception",
                 f"Cannot update parameter [inference_id] from [{previous['inference_id']}] to "
                 f"[{user['inference_id']}]",
             )
         model_settings = user.get("model_settings") or (previous or {}).get("model_settings")
-        endpoint = await lookup(user["inference_id"])
         if endpoint is not None:
             from .layout import model_settings_for
 
@@ -183,6 +191,38 @@ async def to_elasticsearch(
         user_meta[META_KEY] = {"semantic_text": semantic_defs, "copy_to": copy_map}
         result["_meta"] = user_meta
     return result
+
+
+def check_inference_id_update(path: str, previous: dict[str, Any], new_id: str,
+                              endpoint: dict[str, Any] | None) -> None:
+    """9.3+: a semantic_text field may move to another endpoint if it has no embeddings yet or
+    the new endpoint's embeddings are compatible with the stored ones (same task type; for dense
+    ones the same dimensions, similarity and element type)."""
+    if endpoint is None:
+        raise EsError(400, "illegal_argument_exception",
+                      f"Cannot update [semantic_text] field [{path}] because inference endpoint [{new_id}] "
+                      "does not exist.")
+    old = previous.get("model_settings")
+    if not old:
+        return
+    from .layout import model_settings_for
+
+    new = model_settings_for(endpoint)
+    keys = ("task_type",) if old.get("task_type") == "sparse_embedding" else (
+        "task_type", "dimensions", "similarity", "element_type")
+    if any(old.get(k) != new.get(k) for k in keys):
+        raise EsError(400, "illegal_argument_exception",
+                      f"Cannot update [semantic_text] field [{path}] because inference endpoint "
+                      f"[{previous['inference_id']}] with model settings [{_settings_repr(old)}] is not compatible "
+                      f"with new inference endpoint [{new_id}] with model settings [{_settings_repr(new)}]")
+
+
+def _settings_repr(settings: dict[str, Any]) -> str:
+    """Model settings as Elasticsearch's ``MinimalServiceSettings`` prints them."""
+    fields = ("service", "task_type", "dimensions", "similarity", "element_type")
+    names = ("service", "taskType", "dimensions", "similarity", "elementType")
+    return "MinimalServiceSettings[" + ", ".join(
+        f"{n}={settings.get(f)}".replace("=None", "=null") for f, n in zip(fields, names, strict=True)) + "]"
 
 
 def _remove_path(properties: dict[str, Any], dotted: str) -> None:

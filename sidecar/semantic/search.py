@@ -480,11 +480,6 @@ def hide_inference_params(params: dict[str, str]) -> bool:
     return True
 
 
-# Elasticsearch 9.2 returns semantic_text chunks in ``_source`` for ``exclude_vectors: false``,
-# and their texts in ``fields`` for ``{"field": ..., "format": "chunks"}``.
-SOURCE_VECTORS_SINCE = CHUNKS_FORMAT_SINCE = (9, 2)
-
-
 def asks_for_vectors(body: dict[str, Any], params: Mapping[str, str]) -> bool:
     """``_source.exclude_vectors: false`` (or ``?_source_exclude_vectors=false``): Elasticsearch
     then returns each semantic_text field's chunks and embeddings in ``_source._inference_fields``."""
@@ -647,10 +642,10 @@ class SemanticSearch:
             plan.changed |= await self._plan_highlight(plan, rw, semantic_fields, query_leaves, match_all)
         if semantic_fields:
             plan.post.source_inference_fields = (asks_for_vectors(body, plan.params)
-                                                 and await self.node_version.get() >= SOURCE_VECTORS_SINCE)
+                                                 and (await self.node_version.features()).source_inference_fields)
             plan.changed |= hide_inference(body, plan.params)
             plan.changed |= self._plan_fields(plan, semantic_fields)
-            if plan.post.chunk_fields and await self.node_version.get() < CHUNKS_FORMAT_SINCE:
+            if plan.post.chunk_fields and not (await self.node_version.features()).chunks_format:
                 name = sorted(plan.post.chunk_fields)[0]
                 raise illegal_argument(f"Field [{name}] of type [semantic_text] doesn't support formats.")
         if plan.execute_here:
