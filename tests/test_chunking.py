@@ -35,7 +35,7 @@ from sidecar.chunking.offsets import OffsetMap, python_index, utf16_len
 from sidecar.chunking.recursive import recursive_chunks
 from sidecar.chunking.sentence import sentence_chunks
 from sidecar.chunking.word import word_chunks, word_windows
-from sidecar.chunking.words import WordIndex
+from sidecar.chunking.word_counting import WordIndex
 from sidecar.errors import EsError
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "chunking_golden.json").read_text(encoding="utf-8"))

@@ -27,7 +27,7 @@ from .settings import (
     word_settings,
 )
 from .word import word_chunks
-from .words import count_words
+from .word_counting import count_words
 
 DEFAULT_CHUNKING_SETTINGS: dict[str, Any] = {
     "strategy": "sentence",

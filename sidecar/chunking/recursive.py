@@ -15,7 +15,7 @@ from ..errors import EsError, illegal_argument
 from .javaregex import JavaRegexError, compile_java
 from .offsets import OffsetMap
 from .sentence import sentence_chunks
-from .words import WordIndex
+from .word_counting import WordIndex
 
 PLAINTEXT_SEPARATORS: tuple[str, ...] = ("(?<!\\n)\\n\\n(?!\\n)", "(?<!\\n)\\n(?!\\n)")
 MARKDOWN_SEPARATORS: tuple[str, ...] = (

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .icu import sentence_breaks
 from .offsets import OffsetMap
 from .word import word_windows
-from .words import WordIndex
+from .word_counting import WordIndex
 
 
 def max_words_in_overlap(max_words: int) -> int:
