@@ -171,3 +171,28 @@ def test_async_search_with_a_compound_retriever_completes_at_once(sidecar_url, e
     assert status == 200, resp
     assert resp["is_running"] is False and resp["is_partial"] is False and "id" not in resp
     assert sd.ids(resp["response"]) == ["2", "1"]
+
+
+def test_reranker_failures_allowed(sidecar_url, env):
+    """``allow_rerank_failures: true``: when the reranking endpoint fails, the first-stage hits
+    come back in their own order with their own scores; without it, the search fails."""
+    broken = sd.create_endpoint(sidecar_url, "rerank", {
+        "service": "hugging_face", "service_settings": {"api_key": "k", "url": "http://127.0.0.1:9/rerank"}},
+        "rerank-broken")
+    first_stage = ranked("number_val", ["3", "1", "2"])
+    try:
+        retriever = {"text_similarity_reranker": {"retriever": first_stage, "field": "char_val",
+                                                  "inference_id": broken, "inference_text": "x",
+                                                  "rank_window_size": 10}}
+        status, body = sd.search(sidecar_url, env["plain"], {"retriever": retriever, "size": 3})
+        assert status >= 500, body
+        status, direct = sd.search(sidecar_url, env["plain"], {"retriever": first_stage, "size": 3})
+        assert status == 200
+        retriever["text_similarity_reranker"]["allow_rerank_failures"] = True
+        status, body = sd.search(sidecar_url, env["plain"], {"retriever": retriever, "size": 3})
+        assert status == 200, body
+        assert sd.ids(body) == sd.ids(direct) == ["3", "1", "2"]
+        assert [h["_score"] for h in body["hits"]["hits"]] == pytest.approx(
+            [h["_score"] for h in direct["hits"]["hits"]])
+    finally:
+        sd.delete_endpoint(sidecar_url, broken)

@@ -282,6 +282,8 @@ class Retriever:
     rerank_field: str | None = None
     inference_id: str | None = None
     inference_text: str | None = None
+    # text_similarity_reranker: on an inference failure, answer the child's hits as they are.
+    allow_rerank_failures: bool = False
 
     @property
     def compound(self) -> bool:
@@ -380,6 +382,10 @@ async def build_retriever(value: Any, rw: QueryRewriter) -> Retriever:
         node.rerank_field = str(spec["field"])
         node.inference_id = str(spec.get("inference_id") or DEFAULT_RERANK_ID)
         node.inference_text = str(spec["inference_text"])
+        allow = spec.get("allow_rerank_failures", False)
+        if not isinstance(allow, bool):
+            raise parsing_error("[text_similarity_reranker] failed to parse field [allow_rerank_failures]")
+        node.allow_rerank_failures = allow
     if node.compound:
         if node.window < 0:
             raise action_request_validation(
@@ -1127,9 +1133,16 @@ class _Run:
         if node.kind == "text_similarity_reranker":
             child, union = await self.execute(node.children[0], node.window, filters)
             texts = await self._field_texts(child, node.rerank_field or "")
-            reranked = await rerank(self.service.endpoints, node.inference_id or DEFAULT_RERANK_ID,
-                                    node.inference_text or "", child, texts, rank_window_size=node.window,
-                                    min_score=node.min_score, timeout_s=self.service.timeout_s)
+            try:
+                reranked = await rerank(self.service.endpoints, node.inference_id or DEFAULT_RERANK_ID,
+                                        node.inference_text or "", child, texts, rank_window_size=node.window,
+                                        min_score=node.min_score, timeout_s=self.service.timeout_s)
+            except EsError as err:
+                if not node.allow_rerank_failures:
+                    raise
+                log.warning("reranking with [%s] failed, returning the first-stage hits: %s",
+                            node.inference_id, err.reason)
+                reranked = list(child)
             return reranked[:size], union
         raise parsing_error(f"unknown retriever [{node.kind}]")
 
