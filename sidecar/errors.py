@@ -93,5 +93,14 @@ def unavailable(reason: str) -> EsError:
     return EsError(503, "status_exception", reason)
 
 
+class InferenceTimeout(EsError):
+    """An inference call that ran out of time. Elasticsearch answers it with 408 before 9.4 and
+    with 504 from 9.4 on (the inference API acts as a gateway); the HTTP layer picks the status
+    for the node's version."""
+
+    def __init__(self, reason: str, status: int = 408) -> None:
+        super().__init__(status, "timeout_exception", reason)
+
+
 def timeout(reason: str) -> EsError:
-    return EsError(408, "timeout_exception", reason)
+    return InferenceTimeout(reason)

@@ -144,3 +144,50 @@ def test_inference_id_update(sidecar_url, env, version):
         sd.delete_index(sidecar_url, index)
         sd.delete_endpoint(sidecar_url, same_model)
         sd.delete_endpoint(sidecar_url, sparse)
+
+
+@pytest.fixture
+def slow_provider():
+    """A loopback provider that answers after 3 s (a Hugging Face embeddings endpoint)."""
+    import http.server
+    import json
+    import threading
+    import time
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            time.sleep(3)
+            body = json.dumps([[0.1, 0.2, 0.3]]).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    server.handle_error = lambda *args: None  # the sidecar hangs up on timeout; that is expected
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/embed"
+    server.shutdown()
+
+
+def test_inference_timeout_status(sidecar_url, version, slow_provider):
+    """An inference call that runs out of time: 408 before 9.4, 504 from 9.4 (the inference API
+    acts as a gateway), with Elasticsearch's timeout reason either way."""
+    inference_id = sd.uid("versions-slow")
+    status, body = http.json_request("PUT", f"{sidecar_url}/_inference/text_embedding/{inference_id}", {
+        "service": "hugging_face",
+        "service_settings": {"api_key": "k", "url": slow_provider, "dimensions": 3, "similarity": "cosine"}})
+    assert status == 200, body
+    try:
+        status, body = http.json_request("POST", f"{sidecar_url}/_inference/text_embedding/{inference_id}?timeout=1s",
+                                         {"input": ["hello"]})
+        assert status == (504 if version >= (9, 4) else 408), body
+        assert body["status"] == status and body["error"]["type"] == "timeout_exception"
+        assert body["error"]["reason"] == "Request timed out waiting to be sent after [1s]"
+    finally:
+        sd.delete_endpoint(sidecar_url, inference_id)

@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from ..errors import EsError
+from ..errors import EsError, InferenceTimeout
 from ..proxy import es_unreachable
 from .render import error_response
 
@@ -18,6 +18,10 @@ log = logging.getLogger("sidecar.api")
 async def es_errors(request: web.Request, handler):
     try:
         return await handler(request)
+    except InferenceTimeout as err:
+        node = request.app.get("node_version")
+        status = (await node.features()).inference_timeout_status if node is not None else err.status
+        return error_response(InferenceTimeout(err.reason, status), request)
     except EsError as err:
         return error_response(err, request)
     except web.HTTPException:

@@ -50,6 +50,11 @@ class Features:
         return None if self.version >= (9, 2) else 300
 
     @property
+    def inference_timeout_status(self) -> int:
+        """9.4: an inference timeout is a 504 (the inference API acts as a gateway), not a 408."""
+        return 504 if self.version >= (9, 4) else 408
+
+    @property
     def inference_id_updatable(self) -> bool:
         """9.3: a semantic_text field's ``inference_id`` may change to a compatible endpoint."""
         return self.version >= (9, 3)
