@@ -22,7 +22,7 @@ from sidecar.ingest.definition import (
     model_ids,
 )
 from sidecar.ingest.document import DocState, FieldError, get_field, has_field, set_field, set_or_append
-from sidecar.ingest.processor import parse_inference
+from sidecar.ingest.inference_options import parse_inference
 from sidecar.services.base import DenseEmbeddings, Endpoint, TaskType
 
 # -- document fields -----------------------------------------------------------------------------

@@ -31,9 +31,10 @@ from elasticsearch import ConnectionError as EsConnectionError
 from elasticsearch import TransportError as EsTransportError
 
 from ..errors import EsError, unavailable
-from .definition import INFERENCE, STAND_IN, STAND_IN_FIELD, EsSegment, Node, es_view
+from .definition import STAND_IN, STAND_IN_FIELD, EsSegment, Node, es_view
 from .document import ON_FAILURE_KEYS, DocState
 from .failures import Failure, UpstreamError, error_object
+from .inference_options import INFERENCE
 
 DROPPED = "dropped"
 MANAGED_BY = "es-inference-sidecar"
