@@ -40,7 +40,6 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from .endpoints.defaults import default_endpoints
 from .errors import EsError
 
 log = logging.getLogger("sidecar.metrics")
@@ -83,8 +82,6 @@ BATCH_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=REGISTRY,
 )
 
-_DEFAULTS = default_endpoints()
-
 # Route labels for requests that match none of the sidecar's own routes.
 PROXY_ROUTE = "proxy"
 UNMATCHED_ROUTE = "unmatched"
@@ -125,12 +122,10 @@ async def _endpoint_labels(request: web.Request) -> tuple[str, str]:
     if manager is None or not inference_id:
         return "unknown", request.match_info.get("task_type", "unknown")
     # Never ``manager.lookup``: for a preconfigured endpoint that would start its model.
-    endpoint = _DEFAULTS.get(inference_id)
-    if endpoint is None:
-        try:
-            endpoint = await asyncio.wait_for(manager.store.get(inference_id), 2.0)
-        except Exception:  # metrics never fail a request
-            endpoint = None
+    try:
+        endpoint = await asyncio.wait_for(manager.peek(inference_id), 2.0)
+    except Exception:  # metrics never fail a request
+        endpoint = None
     if endpoint is None:
         return "unknown", request.match_info.get("task_type", "unknown")
     return endpoint.service, endpoint.task_type.value

@@ -209,6 +209,12 @@ class InferenceEndpoints:
             self._defaults_probed.add(inference_id)
         return default
 
+    async def peek(self, inference_id: str) -> Endpoint | None:
+        """A stored or preconfigured endpoint, or None, with nothing started (:meth:`lookup`
+        starts a preconfigured endpoint's model): for observers such as the metrics."""
+        default = self._defaults.get(inference_id)
+        return default if default is not None else await self.store.get(inference_id)
+
     async def resolve(self, inference_id: str) -> Endpoint:
         endpoint = await self.lookup(inference_id)
         if endpoint is None:
