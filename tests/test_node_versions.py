@@ -191,3 +191,33 @@ def test_inference_timeout_status(sidecar_url, version, slow_provider):
         assert body["error"]["reason"] == "Request timed out waiting to be sent after [1s]"
     finally:
         sd.delete_endpoint(sidecar_url, inference_id)
+
+
+def test_single_shot_precomputed_embeddings(sidecar_url, env, version):
+    """9.5+: a semantic_text value ``{"text", "chunks"}`` is indexed with the given embeddings
+    (no inference); its chunks must cover the whole text. Before 9.5 such a value is refused."""
+    index = env["index"]
+    vector = [384 ** -0.5] * 384  # unit length, as the field's dot_product similarity needs
+    doc = {"content": {"text": "hello world", "chunks": [
+        {"start_offset": 0, "end_offset": 5, "embeddings": vector},
+        {"start_offset": 5, "end_offset": 11, "embeddings": vector}]}}
+    before = sd.inference_count(sidecar_url, env["dense"])
+    status, body = http.json_request("PUT", f"{sidecar_url}/{index}/_doc/byo?refresh=true", doc)
+    if version < (9, 5):
+        assert status == 400, body
+        return
+    assert status == 201, body
+    assert sd.inference_count(sidecar_url, env["dense"]) == before
+    status, body = sd.search(sidecar_url, index, {"_source": {"exclude_vectors": False},
+                                                  "query": {"ids": {"values": ["byo"]}}})
+    source = body["hits"]["hits"][0]["_source"]
+    assert source["content"] == "hello world"
+    chunks = source["_inference_fields"]["content"]["inference"]["chunks"]["content"]
+    assert [(c["start_offset"], c["end_offset"]) for c in chunks] == [(0, 5), (5, 11)]
+    assert chunks[0]["embeddings"] == pytest.approx(vector)
+
+    incomplete = {"content": {"text": "hello world", "chunks": [
+        {"start_offset": 0, "end_offset": 5, "embeddings": vector}]}}
+    status, body = http.json_request("PUT", f"{sidecar_url}/{index}/_doc/byo-incomplete", incomplete)
+    assert status == 400 and body["error"]["type"] == "status_exception", body
+    assert http.json_request("GET", f"{sidecar_url}/{index}/_doc/byo-incomplete")[0] == 404

@@ -68,7 +68,7 @@ def make_processor(app: web.Application, client: CallerClient, query: dict[str, 
     return BulkProcessor(
         app["semantic_indices"], app["semantic_filler"], send, fetch,
         pipelines=app.get("pipelines"), caller_headers=client.headers,
-        request_pipeline=query.get("pipeline"),
+        request_pipeline=query.get("pipeline"), node_version=app["node_version"],
     )
 
 

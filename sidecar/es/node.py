@@ -55,6 +55,11 @@ class Features:
         return 504 if self.version >= (9, 4) else 408
 
     @property
+    def single_shot_embeddings(self) -> bool:
+        """9.5: a semantic_text value may be ``{"text", "chunks"}`` with its own embeddings."""
+        return self.version >= (9, 5)
+
+    @property
     def inference_id_updatable(self) -> bool:
         """9.3: a semantic_text field's ``inference_id`` may change to a compatible endpoint."""
         return self.version >= (9, 3)

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from ..errors import EsError
+from ..es.node import NodeVersion
 from . import precomputed
 from .fill import MISSING, FillItem, SemanticFiller, get_path
 from .layout import INFERENCE_ROOT
@@ -166,8 +167,9 @@ class BulkStats:
 class BulkProcessor:
     def __init__(self, semantic: SemanticIndices, filler: SemanticFiller, send: BulkSender,
                  fetch: DocFetcher, *, pipelines: Any = None, caller_headers: Any = None,
-                 request_pipeline: str | None = None) -> None:
+                 request_pipeline: str | None = None, node_version: NodeVersion | None = None) -> None:
         self.semantic = semantic
+        self.node_version = node_version
         self.filler = filler
         self.send = send
         self.fetch = fetch
@@ -282,7 +284,8 @@ class BulkProcessor:
             return {}
         for fld in precomputed.needs_settings(sem, source):
             await self.filler.ensure_model_settings(fld, sem.index)
-        return precomputed.extract(sem, source)
+        single_shot = self.node_version is not None and (await self.node_version.features()).single_shot_embeddings
+        return precomputed.extract(sem, source, single_shot=single_shot)
 
     def _action_line(self, item: BulkItem) -> bytes:
         return dumps_exact({item.op: item.meta})

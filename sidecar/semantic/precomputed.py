@@ -2,7 +2,7 @@
 already computed are stored as given (after checking them against the field's endpoint),
 so no inference is spent on them.
 
-Two shapes are accepted, the ones Elasticsearch accepts:
+The shapes Elasticsearch accepts are accepted:
 
 * the metadata field of Elasticsearch 8.18+/9.x, at the document root::
 
@@ -13,6 +13,12 @@ Two shapes are accepted, the ones Elasticsearch accepts:
 
       "content": {"text": "...", "inference": {"inference_id": "e5",
           "chunks": [{"text": "chunk text", "embeddings": [...]}]}}
+
+* the single-shot value of Elasticsearch 9.5+, whose chunks must cover the whole text::
+
+      "content": {"text": "hello world", "chunks": [
+          {"start_offset": 0, "end_offset": 5, "embeddings": [...]},
+          {"start_offset": 5, "end_offset": 11, "embeddings": [...]}]}
 """
 
 from __future__ import annotations
@@ -105,14 +111,43 @@ def _from_legacy(field: SemanticField, value: dict[str, Any]) -> tuple[Any, list
     return original, out
 
 
-def extract(semantics: IndexSemantics, source: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+def _from_single_shot(field: SemanticField, value: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
+    text = value.get("text")
+    if not isinstance(text, str) or not isinstance(value["chunks"], list):
+        raise _error(field.name, "a value with [chunks] needs a string [text] and an array of [chunks]")
+    length = utf16_len(text)
+    out = []
+    for chunk in value["chunks"]:
+        start, end = (chunk.get("start_offset"), chunk.get("end_offset")) if isinstance(chunk, dict) else (None, None)
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= length):
+            raise _error(field.name, f"invalid chunk offsets [{start}, {end}] for a text of length [{length}]")
+        out.append({"source": field.name, "start_offset": start, "end_offset": end,
+                    "embeddings": _check_embedding(field, chunk.get("embeddings"))})
+    out.sort(key=lambda c: c["start_offset"])
+    covered = 0
+    for chunk in out:
+        if chunk["start_offset"] != covered:
+            break
+        covered = chunk["end_offset"]
+    if covered != length:
+        raise EsError(400, "status_exception",
+                      f"The chunks of field [{field.name}] must cover its text from offset [0] to [{length}] "
+                      f"without gaps or overlaps; they cover [0, {covered}) contiguously")
+    return text, out
+
+
+def extract(semantics: IndexSemantics, source: dict[str, Any], *,
+            single_shot: bool = False) -> dict[str, list[dict[str, Any]]]:
     """Pull precomputed inference out of ``source`` (which is rewritten to hold the user's
-    values only). Returns the chunks per field; raises :class:`EsError` on a mismatch."""
+    values only). Returns the chunks per field; raises :class:`EsError` on a mismatch.
+    ``single_shot``: the node's version accepts ``{"text", "chunks"}`` values (9.5+)."""
     found: dict[str, list[dict[str, Any]]] = {}
     metadata = source.pop(METADATA_FIELD, None)
     for name, field in semantics.fields.items():
         value = source.get(name)
-        if isinstance(value, dict):
+        if isinstance(value, dict) and single_shot and "chunks" in value and "inference" not in value:
+            source[name], found[name] = _from_single_shot(field, value)
+        elif isinstance(value, dict):
             source[name], found[name] = _from_legacy(field, value)
     if metadata is not None:
         if not isinstance(metadata, dict):
