@@ -105,6 +105,12 @@ def test_start_status_restart_stop() -> None:
         assert last_line(again.stdout) == url
         assert "already running" in again.stderr
         assert parse_status(run_es("status", PORT).stdout)["pid"] == str(pid)
+        # A node of another version on the port is never taken for the one asked for.
+        version = os.environ.get("ES_VERSION", "8.19.21")
+        other = "9.5.3" if version.startswith("8.") else "8.19.21"
+        mismatch = run_es("start", PORT, env={"ES_VERSION": other})
+        assert mismatch.returncode != 0
+        assert f"Elasticsearch {version} already runs on port {PORT}, not {other}" in mismatch.stderr
 
         stopped = run_es("stop", PORT)
         assert stopped.returncode == 0, stopped.stderr
