@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         from .cli_reindex import main as reindex_main
 
         return reindex_main(argv[1:])
+    if argv and argv[0] == "pipelines":
+        from .cli_pipelines import main as pipelines_main
+
+        return pipelines_main(argv[1:])
     if argv and argv[0] == "rotate-secrets":
         from .cli_secrets import main as rotate_main
 

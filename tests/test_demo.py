@@ -18,6 +18,7 @@ def test_demo_script(sidecar_url):
     assert out.returncode == 0, out.stderr
     assert "demo endpoint [demo-embeddings] (384 dims) is ready" in out.stdout
     assert "-> 'Photosynthesis turns sunlight" in out.stdout
+    assert "ingest pipeline [demo-e5-rerank-ready] installed from pipelines/e5-rerank-ready.json" in out.stdout
     # Running it again reuses what exists.
     again = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo"), sidecar_url], capture_output=True,
                            text=True, timeout=300)
