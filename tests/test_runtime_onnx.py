@@ -27,7 +27,7 @@ from tiny_models import (
 
 from sidecar.errors import EsError
 from sidecar.runtime import MAX_SPARSE_TOKENS, ModelManager
-from sidecar.runtime.models import load_model
+from sidecar.runtime.loader import load_model
 
 # The exports run in a child process, as they do in the sidecar.
 pytestmark = pytest.mark.es

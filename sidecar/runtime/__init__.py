@@ -11,8 +11,10 @@ Public API::
 Importing this package is cheap; torch and sentence-transformers load with the first model.
 """
 
+from .allocations import AdaptiveAllocations
 from .batcher import MicroBatcher
-from .deployments import AdaptiveAllocations, Deployment, ModelManager
+from .deployment import Deployment
+from .manager import ModelManager
 from .models import MAX_SPARSE_TOKENS, TASKS, ModelInfo
 from .resolve import BUILTIN_MODELS, ResolvedModel, resolve_model
 

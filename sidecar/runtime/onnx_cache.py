@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .onnx_export import QUANT_SETTINGS, RECIPE_VERSION
+from .onnx_recipe import QUANT_SETTINGS, RECIPE_VERSION
 
 log = logging.getLogger(__name__)
 

@@ -61,7 +61,7 @@ class _Encoder:
             self.torch = InProcessModel()
             self.torch.set_threads(threads)
         else:
-            from sidecar.runtime.models import load_model
+            from sidecar.runtime.loader import load_model
 
             self.model = load_model(path, "text_embedding", backend="onnx-int8")
             self.quantisation = json.loads((self.model.entry / "manifest.json").read_text())["quantisation"]
