@@ -221,3 +221,27 @@ def test_single_shot_precomputed_embeddings(sidecar_url, env, version):
     status, body = http.json_request("PUT", f"{sidecar_url}/{index}/_doc/byo-incomplete", incomplete)
     assert status == 400 and body["error"]["type"] == "status_exception", body
     assert http.json_request("GET", f"{sidecar_url}/{index}/_doc/byo-incomplete")[0] == 404
+
+
+def test_chunk_vectors_are_stored_once(es_url, sidecar_url, env, version):
+    """9.1+ keeps vectors out of ``_source``: the chunk embeddings live in the index only (not
+    twice), and come back when a read asks for them, as the sidecar's own reads do."""
+    sd.index_docs(sidecar_url, env["index"], {"stored": {"content": "A cat sat on the mat.", "tag": "x"}})
+    status, plain = http.json_request("GET", f"{es_url}/{env['index']}/_doc/stored")
+    assert status == 200, plain
+    [chunk] = plain["_source"]["_sidecar_inference"]["content"]["chunks"]
+    assert (chunk["start_offset"], chunk["end_offset"]) == (0, 21)
+    if version >= (9, 1):
+        assert "embeddings" not in chunk
+    else:
+        assert len(chunk["embeddings"]) == 384
+    [chunk] = http.stored_source(es_url, env["index"], "stored")["_sidecar_inference"]["content"]["chunks"]
+    assert len(chunk["embeddings"]) == 384
+    # A partial update through the sidecar keeps them (reused, not recomputed).
+    before = sd.inference_count(sidecar_url, env["dense"])
+    status, body = http.json_request("POST", f"{sidecar_url}/{env['index']}/_update/stored?refresh=true",
+                                     {"doc": {"tag": "animal"}})
+    assert status == 200, body
+    assert sd.inference_count(sidecar_url, env["dense"]) == before
+    [after] = http.stored_source(es_url, env["index"], "stored")["_sidecar_inference"]["content"]["chunks"]
+    assert after["embeddings"] == pytest.approx(chunk["embeddings"])
