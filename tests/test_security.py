@@ -25,7 +25,7 @@ import pytest
 from sidecar_fixtures import SidecarProcess
 
 from sidecar.errors import EsError
-from sidecar.security import (
+from sidecar.security.actions import (
     DELETE,
     GET,
     INFER,
@@ -34,12 +34,11 @@ from sidecar.security import (
     TASK_CANCEL,
     TASK_GET,
     UPDATE,
-    FencedPayload,
-    IndexFence,
-    _Violation,
     action_for,
-    denial_reason,
 )
+from sidecar.security.authorizer import denial_reason
+from sidecar.security.body import FencedPayload, Violation
+from sidecar.security.indices import IndexFence
 
 pytestmark = pytest.mark.es
 
@@ -571,16 +570,16 @@ async def _drain(payload) -> bytes:
 
 @pytest.mark.parametrize("size", [1, 5, 64, 10_000])
 async def test_fenced_bulk_body_streams_unchanged(size):
-    from sidecar.security import Fence
+    from sidecar.security.fence import Fence
 
     fence = Fence(IndexFence.for_prefix(".sidecar-inference"))
     body = ndjson({"index": {"_index": "a"}}, {"text": ".sidecar-tasks is just text"},
                   {"delete": {"_index": "a", "_id": "1"}}, {"update": {"_index": "a", "_id": "2"}},
                   {"doc": {"index": ".sidecar-tasks"}})
-    payload = FencedPayload(_Chunks(body, size), fence.line_checker("_bulk", False), _Violation())
+    payload = FencedPayload(_Chunks(body, size), fence.line_checker("_bulk", False), Violation())
     assert await _drain(payload) == body
     bad = body + ndjson({"create": {"_index": ".sidecar-tasks", "_id": "x"}}, {"y": 1})
-    violation = _Violation()
+    violation = Violation()
     payload = FencedPayload(_Chunks(bad, size), fence.line_checker("_bulk", False), violation)
     with pytest.raises(EsError) as err:
         await _drain(payload)
@@ -588,7 +587,7 @@ async def test_fenced_bulk_body_streams_unchanged(size):
 
 
 async def test_replayed_body_reads_like_the_original():
-    from sidecar.security import ReplayPayload
+    from sidecar.security.body import ReplayPayload
 
     body = b'{"a": 1}\n{"b": 2}\n'
     payload = ReplayPayload(_Chunks(b"", 1), body)
