@@ -23,7 +23,7 @@ from sidecar.ingest.definition import (
 )
 from sidecar.ingest.document import DocState, FieldError, get_field, has_field, set_field, set_or_append
 from sidecar.ingest.inference_options import parse_inference
-from sidecar.services.base import DenseEmbeddings, Endpoint, TaskType
+from sidecar.protocol.service import DenseEmbeddings, Endpoint, TaskType
 
 # -- document fields -----------------------------------------------------------------------------
 

@@ -7,8 +7,8 @@ from typing import Any
 from providers.harness import SECRET, Call, FakeProvider, ProviderSuite, Reply, make_endpoint, make_service
 from providers.openai_fake import fake_vector
 
+from sidecar.protocol.service import InputType, TaskType
 from sidecar.services.alibabacloud_ai_search import AlibabaCloudAiSearchService
-from sidecar.services.base import InputType, TaskType
 
 PREFIX = "/v3/openapi/workspaces/default/"
 

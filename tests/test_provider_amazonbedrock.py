@@ -15,8 +15,8 @@ from providers.harness import SECRET, Call, FakeProvider, ProviderSuite, Reply, 
 from providers.openai_fake import fake_vector
 
 from sidecar.errors import EsError
+from sidecar.protocol.service import InputType, TaskType
 from sidecar.services.amazonbedrock import AmazonBedrockService
-from sidecar.services.base import InputType, TaskType
 
 ACCESS_KEY = "AKIATESTACCESSKEY"
 REGION = "us-east-1"

@@ -17,8 +17,8 @@ from providers.harness import (
 )
 
 from sidecar.errors import EsError
+from sidecar.protocol.service import TaskType
 from sidecar.services.anthropic import AnthropicService
-from sidecar.services.base import TaskType
 
 
 class FakeAnthropic(FakeProvider):

@@ -9,8 +9,8 @@ from providers.harness import SECRET, Call, ProviderSuite, Reply, make_endpoint,
 from providers.openai_fake import FakeOpenAi
 
 from sidecar.errors import EsError
+from sidecar.protocol.service import TaskType
 from sidecar.services.azureaistudio import AzureAiStudioService
-from sidecar.services.base import TaskType
 
 
 class FakeAiStudio(FakeOpenAi):

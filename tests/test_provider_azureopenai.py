@@ -9,8 +9,8 @@ from providers.azure_fake import FakeAzureOpenAi
 from providers.harness import SECRET, ProviderSuite, make_endpoint, make_service
 
 from sidecar.errors import EsError
+from sidecar.protocol.service import TaskType
 from sidecar.services.azureopenai import AzureOpenAiService
-from sidecar.services.base import TaskType
 
 BASE = {"resource_name": "res", "deployment_id": "my-deployment", "api_version": "2024-02-01"}
 

@@ -9,7 +9,7 @@ from providers.cohere_fake import FakeCohere
 from providers.harness import SECRET, ProviderSuite, make_endpoint, make_service
 
 from sidecar.errors import EsError
-from sidecar.services.base import InputType, TaskType
+from sidecar.protocol.service import InputType, TaskType
 from sidecar.services.cohere import CohereService
 
 

@@ -18,9 +18,9 @@ import pytest
 from providers.harness import ProviderSuite
 
 from sidecar.errors import EsError
-from sidecar.services.base import TaskType
-from sidecar.services.http import RemoteService
-from sidecar.services.registry import ServiceContext, Services
+from sidecar.protocol.registry import ServiceContext, Services
+from sidecar.protocol.service import TaskType
+from sidecar.remote.service import RemoteService
 
 KEYS = {"description", "label", "required", "sensitive", "updatable", "type", "supported_task_types", "default_value"}
 TYPES = {"str", "int", "bool", "map"}

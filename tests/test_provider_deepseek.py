@@ -7,7 +7,7 @@ from typing import Any
 from providers.harness import SECRET, ProviderSuite, make_endpoint
 from providers.openai_fake import FakeOpenAi
 
-from sidecar.services.base import TaskType
+from sidecar.protocol.service import TaskType
 from sidecar.services.deepseek import DeepSeekService
 
 

@@ -18,7 +18,7 @@ from providers.harness import (
 from providers.openai_fake import fake_vector
 
 from sidecar.errors import EsError
-from sidecar.services.base import InputType, TaskType
+from sidecar.protocol.service import InputType, TaskType
 from sidecar.services.googleaistudio import GoogleAiStudioService
 
 

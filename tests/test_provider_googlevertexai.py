@@ -27,7 +27,7 @@ from providers.harness import (
 from providers.openai_fake import fake_vector
 
 from sidecar.errors import EsError
-from sidecar.services.base import InputType, TaskType
+from sidecar.protocol.service import InputType, TaskType
 from sidecar.services.googlevertexai import GoogleVertexAiService
 
 _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)

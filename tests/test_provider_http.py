@@ -12,21 +12,15 @@ from providers.harness import SECRET, Reply, make_endpoint, make_service
 from providers.openai_fake import FakeOpenAi
 
 from sidecar.errors import EsError, status_exception
-from sidecar.services import sse
-from sidecar.services.base import Endpoint, TaskType
-from sidecar.services.http import (
-    HttpClient,
-    HttpOptions,
-    HttpRequest,
-    TokenBucket,
-    format_time_value,
-    map_batches,
-    ndjson_objects,
-    provider_url,
-    sse_events,
-)
+from sidecar.protocol import sse
+from sidecar.protocol.registry import ServiceContext
+from sidecar.protocol.service import Endpoint, TaskType
+from sidecar.remote.client import HttpClient, HttpRequest
+from sidecar.remote.options import HttpOptions, format_time_value, provider_url
+from sidecar.remote.ratelimit import TokenBucket
+from sidecar.remote.service import map_batches
+from sidecar.remote.streams import ndjson_objects, sse_events
 from sidecar.services.openai import OpenAiService
-from sidecar.services.registry import ServiceContext
 
 
 async def _openai(aiohttp_server: Any, settings: dict[str, Any] | None = None, **http: Any):

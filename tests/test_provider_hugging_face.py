@@ -7,7 +7,7 @@ from typing import Any
 from providers.harness import SECRET, ProviderSuite, Reply, make_endpoint, make_service
 from providers.hugging_face_fake import FakeHuggingFace
 
-from sidecar.services.base import TaskType
+from sidecar.protocol.service import TaskType
 from sidecar.services.hugging_face import HuggingFaceService
 from sidecar.services.hugging_face_elser import HuggingFaceElserService
 

@@ -7,7 +7,7 @@ from typing import Any
 from providers.harness import SECRET, ProviderSuite, make_endpoint, make_service
 from providers.rerankers_fake import FakeJina
 
-from sidecar.services.base import InputType, TaskType
+from sidecar.protocol.service import InputType, TaskType
 from sidecar.services.jinaai import JinaAiService
 
 

@@ -9,7 +9,7 @@ from providers.harness import SECRET, ProviderSuite, Reply, make_endpoint, make_
 from providers.openai_fake import FakeOpenAi
 
 from sidecar.errors import EsError
-from sidecar.services.base import TaskType
+from sidecar.protocol.service import TaskType
 from sidecar.services.mistral import MistralService
 
 

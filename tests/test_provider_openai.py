@@ -9,7 +9,7 @@ from providers.harness import SECRET, ProviderSuite, Reply, collect, make_endpoi
 from providers.openai_fake import FakeOpenAi
 
 from sidecar.errors import EsError
-from sidecar.services.base import InputType, TaskType
+from sidecar.protocol.service import InputType, TaskType
 from sidecar.services.openai import OpenAiService
 
 

@@ -9,7 +9,7 @@ from providers.harness import SECRET, ProviderSuite, make_endpoint, make_service
 from providers.rerankers_fake import FakeVoyage
 
 from sidecar.errors import EsError
-from sidecar.services.base import InputType, TaskType
+from sidecar.protocol.service import InputType, TaskType
 from sidecar.services.voyageai import VoyageAiService
 
 

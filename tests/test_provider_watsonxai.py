@@ -8,7 +8,7 @@ from urllib.parse import parse_qs
 from providers.harness import SECRET, Call, ProviderSuite, Reply, make_endpoint, make_service
 from providers.openai_fake import FakeOpenAi, fake_vector
 
-from sidecar.services.base import TaskType
+from sidecar.protocol.service import TaskType
 from sidecar.services.watsonxai import WatsonxAiService
 
 IAM_TOKEN = "iam-bearer-token"

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from sidecar.errors import EsError
+from sidecar.protocol.service import Endpoint, TaskType
 from sidecar.semantic.highlight import FieldHighlight, fragments, utf16_slice
 from sidecar.semantic.metadata import IndexSemantics, SemanticField
 from sidecar.semantic.queries import (
@@ -23,7 +24,6 @@ from sidecar.semantic.query_cache import DENSE, SPARSE, QueryEmbedding, QueryEmb
 from sidecar.semantic.rerank import normalize
 from sidecar.semantic.rrf import Ranked, f32, fuse
 from sidecar.semantic.search import hide_inference, hide_inference_params
-from sidecar.services.base import Endpoint, TaskType
 
 DENSE_SETTINGS = {"task_type": "text_embedding", "dimensions": 3, "similarity": "cosine", "element_type": "float"}
 SPARSE_SETTINGS = {"task_type": "sparse_embedding"}

@@ -19,9 +19,9 @@ from elasticsearch import AsyncElasticsearch
 from sidecar.endpoints.secrets import SecretBox
 from sidecar.endpoints.store import EndpointStore
 from sidecar.errors import EsError
+from sidecar.protocol.service import Endpoint, TaskType
 from sidecar.semantic.layout import META_KEY
 from sidecar.semantic.metadata import SemanticIndices
-from sidecar.services.base import Endpoint, TaskType
 
 pytestmark = pytest.mark.es
 

@@ -16,7 +16,7 @@ from ..endpoints.store import EndpointStore
 from ..endpoints.timevalue import parse_time_value
 from ..errors import EsError
 from ..es.node import NodeVersion
-from ..services.registry import ServiceContext, Services
+from ..protocol.registry import ServiceContext, Services
 from .render import json_response, read_json
 
 log = logging.getLogger("sidecar.api")
@@ -101,7 +101,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     """Server-sent events as Elasticsearch writes them. Errors before the first event keep
     their HTTP status; later ones become an ``error`` event. A client that goes away closes
     the provider's stream."""
-    from ..services import sse
+    from ..protocol import sse
 
     task_type, inference_id = _ids(request)
     body = await read_json(request)

@@ -9,7 +9,7 @@ allocations do. Point their model ids at local models with ``SIDECAR_MODEL_ALIAS
 
 from __future__ import annotations
 
-from ..services.base import Endpoint, TaskType
+from ..protocol.service import Endpoint, TaskType
 
 _ADAPTIVE = {"enabled": True, "min_number_of_allocations": 0, "max_number_of_allocations": 32}
 _CHUNKING = {"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 1}

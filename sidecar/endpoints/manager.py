@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EsError, action_request_validation, not_found, status_exception, timeout, validation
-from ..services.base import Endpoint, InputType, Service, TaskType
-from ..services.registry import Services
-from ..services.settings import java_map_repr
+from ..protocol.registry import Services
+from ..protocol.service import Endpoint, InputType, Service, TaskType
+from ..protocol.settings import java_map_repr
 from .defaults import DEFAULT_IDS, default_endpoints
 from .store import EndpointStore
 

@@ -29,7 +29,7 @@ from elasticsearch import ConnectionError as EsConnectionError
 from elasticsearch import TransportError as EsTransportError
 
 from ..errors import EsError, already_exists, status_exception, unavailable
-from ..services.base import Endpoint, TaskType
+from ..protocol.service import Endpoint, TaskType
 from ..singleflight import SingleFlight
 from .secrets import SecretBox
 

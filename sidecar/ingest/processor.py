@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EsError
-from ..services.base import DenseEmbeddings, InputType, TaskType
+from ..protocol.service import DenseEmbeddings, InputType, TaskType
 from .document import DocState, FieldError, dig, get_field, set_or_append
 from .failures import Failure, from_exception
 from .inference_options import InferenceSpec

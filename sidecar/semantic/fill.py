@@ -22,7 +22,7 @@ import numpy as np
 from ..chunking import DEFAULT_CHUNKING_SETTINGS, chunk_text
 from ..chunking.offsets import OffsetMap
 from ..errors import EsError, status_exception
-from ..services.base import Endpoint, InputType, TaskType
+from ..protocol.service import Endpoint, InputType, TaskType
 from .layout import INFERENCE_ROOT, NUL, model_settings_for
 from .metadata import IndexSemantics, SemanticField
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import EsError, illegal_argument, timeout
-from ..services.base import InputType, TaskType
+from ..protocol.service import InputType, TaskType
 from .layout import chunks_path, embeddings_path
 from .metadata import IndexSemantics, SemanticField
 from .query_cache import DENSE, SPARSE, QueryEmbedding, QueryEmbeddingCache

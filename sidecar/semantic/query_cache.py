@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from ..services.base import Endpoint
+from ..protocol.service import Endpoint
 
 DENSE = "dense"
 SPARSE = "sparse"

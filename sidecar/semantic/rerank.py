@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EsError, illegal_argument, status_exception, timeout
-from ..services.base import TaskType
+from ..protocol.service import TaskType
 from .rrf import Ranked, sort_key
 
 DEFAULT_RERANK_ID = ".rerank-v1-elasticsearch"

@@ -16,12 +16,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from . import _common as common
-from . import _config as cfg
-from .base import Completion, DenseEmbeddings, Endpoint, InputType, RankedDoc, SparseEmbedding, TaskType
-from .http import HttpRequest, MalformedResponse, RemoteService, float_vectors, ranked_docs, require
-from .registry import register
-from .settings import SettingsReader
+from ..protocol.registry import register
+from ..protocol.service import (
+    Completion,
+    DenseEmbeddings,
+    Endpoint,
+    InputType,
+    RankedDoc,
+    SparseEmbedding,
+    TaskType,
+)
+from ..protocol.settings import SettingsReader
+from ..remote import common_settings as common
+from ..remote import configuration as cfg
+from ..remote.client import HttpRequest
+from ..remote.responses import MalformedResponse, float_vectors, ranked_docs, require
+from ..remote.service import RemoteService
 
 INPUT_TYPES = {"ingest": "document", "search": "query"}
 PATHS = {

@@ -31,21 +31,15 @@ from urllib.parse import quote
 import orjson
 
 from ..errors import EsError, status_exception
-from . import _common as common
-from . import _config as cfg
-from .base import Completion, DenseEmbeddings, Endpoint, InputType, TaskType
-from .http import (
-    ErrorPolicy,
-    HttpRequest,
-    MalformedResponse,
-    Redactor,
-    RemoteService,
-    float_vectors,
-    malformed,
-    require,
-)
-from .registry import register
-from .settings import SettingsReader
+from ..protocol.registry import register
+from ..protocol.service import Completion, DenseEmbeddings, Endpoint, InputType, TaskType
+from ..protocol.settings import SettingsReader
+from ..remote import common_settings as common
+from ..remote import configuration as cfg
+from ..remote.client import HttpRequest
+from ..remote.errors import ErrorPolicy, Redactor, malformed
+from ..remote.responses import MalformedResponse, float_vectors, require
+from ..remote.service import RemoteService
 
 PROVIDERS = ("amazontitan", "cohere", "anthropic", "ai21labs", "meta", "mistral")
 EMBEDDING_PROVIDERS = ("amazontitan", "cohere")

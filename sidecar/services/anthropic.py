@@ -14,22 +14,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from . import _common as common
-from . import _config as cfg
-from .base import Completion, Endpoint, TaskType
-from .http import (
-    SERVER_BUSY,
-    ErrorPolicy,
-    HttpRequest,
-    MalformedResponse,
-    RemoteService,
-    json_event,
-    require,
-    sse_events,
-    stream_error,
-)
-from .registry import register
-from .settings import SettingsReader, finish
+from ..protocol.registry import register
+from ..protocol.service import Completion, Endpoint, TaskType
+from ..protocol.settings import SettingsReader, finish
+from ..remote import common_settings as common
+from ..remote import configuration as cfg
+from ..remote.client import HttpRequest
+from ..remote.errors import SERVER_BUSY, ErrorPolicy, stream_error
+from ..remote.responses import MalformedResponse, require
+from ..remote.service import RemoteService
+from ..remote.streams import json_event, sse_events
 
 DEFAULT_BASE = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"

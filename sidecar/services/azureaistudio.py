@@ -22,13 +22,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from . import _common as common
-from . import _config as cfg
-from ._openai_compat import OpenAiStyle, parse_completion, user_messages
-from .base import Completion, Endpoint, TaskType
-from .http import HttpRequest, require
-from .registry import register
-from .settings import SettingsReader
+from ..protocol.registry import register
+from ..protocol.service import Completion, Endpoint, TaskType
+from ..protocol.settings import SettingsReader
+from ..remote import common_settings as common
+from ..remote import configuration as cfg
+from ..remote.client import HttpRequest
+from ..remote.openai_style import OpenAiStyle, parse_completion, user_messages
+from ..remote.responses import require
 
 PROVIDERS = ("openai", "mistral", "meta", "microsoft_phi", "cohere", "databricks")
 ENDPOINT_TYPES = ("token", "realtime")

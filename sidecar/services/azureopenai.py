@@ -20,12 +20,12 @@ from typing import Any
 from yarl import URL
 
 from ..errors import validation
-from . import _common as common
-from . import _config as cfg
-from ._openai_compat import OpenAiStyle
-from .base import Endpoint, TaskType
-from .registry import register
-from .settings import SettingsReader
+from ..protocol.registry import register
+from ..protocol.service import Endpoint, TaskType
+from ..protocol.settings import SettingsReader
+from ..remote import common_settings as common
+from ..remote import configuration as cfg
+from ..remote.openai_style import OpenAiStyle
 
 PATHS = {"embeddings": "embeddings", "chat": "chat/completions"}
 ONE_OF_SECRETS = "You must provide either an API key or an Entra ID."

@@ -18,24 +18,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from . import _common as common
-from . import _config as cfg
-from .base import Completion, DenseEmbeddings, Endpoint, InputType, TaskType
-from .http import (
-    AUTHENTICATION,
-    SERVER_ERROR,
-    UNSUCCESSFUL,
-    DocumentsRerankService,
-    ErrorPolicy,
-    HttpRequest,
-    MalformedResponse,
-    float_vectors,
-    json_event,
-    require,
-    sse_events,
-)
-from .registry import register
-from .settings import SettingsReader
+from ..protocol.registry import register
+from ..protocol.service import Completion, DenseEmbeddings, Endpoint, InputType, TaskType
+from ..protocol.settings import SettingsReader
+from ..remote import common_settings as common
+from ..remote import configuration as cfg
+from ..remote.client import HttpRequest
+from ..remote.errors import AUTHENTICATION, SERVER_ERROR, UNSUCCESSFUL, ErrorPolicy
+from ..remote.responses import MalformedResponse, float_vectors, require
+from ..remote.service import DocumentsRerankService
+from ..remote.streams import json_event, sse_events
 
 DEFAULT_BASE = "https://api.cohere.ai"
 

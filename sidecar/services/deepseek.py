@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _common as common
-from . import _config as cfg
-from ._openai_compat import OpenAiStyle
-from .base import Endpoint, TaskType
-from .registry import register
-from .settings import SettingsReader
+from ..protocol.registry import register
+from ..protocol.service import Endpoint, TaskType
+from ..protocol.settings import SettingsReader
+from ..remote import common_settings as common
+from ..remote import configuration as cfg
+from ..remote.openai_style import OpenAiStyle
 
 DEFAULT_BASE = "https://api.deepseek.com"
 DEFAULT_URL = DEFAULT_BASE + "/chat/completions"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import TaskType
-from .local import LocalModelService
-from .registry import register
+from ..protocol.registry import register
+from ..protocol.service import TaskType
+from ..runtime.local_service import LocalModelService
 
 
 @register

@@ -18,23 +18,16 @@ from typing import Any
 
 from yarl import URL
 
-from . import _common as common
-from . import _config as cfg
-from .base import Completion, DenseEmbeddings, Endpoint, InputType, TaskType
-from .http import (
-    SERVER_BUSY,
-    ErrorPolicy,
-    HttpRequest,
-    MalformedResponse,
-    RemoteService,
-    float_vectors,
-    json_event,
-    require,
-    sse_events,
-    stream_error,
-)
-from .registry import register
-from .settings import SettingsReader
+from ..protocol.registry import register
+from ..protocol.service import Completion, DenseEmbeddings, Endpoint, InputType, TaskType
+from ..protocol.settings import SettingsReader
+from ..remote import common_settings as common
+from ..remote import configuration as cfg
+from ..remote.client import HttpRequest
+from ..remote.errors import SERVER_BUSY, ErrorPolicy, stream_error
+from ..remote.responses import MalformedResponse, float_vectors, require
+from ..remote.service import RemoteService
+from ..remote.streams import json_event, sse_events
 
 DEFAULT_BASE = "https://generativelanguage.googleapis.com"
 TASK_TYPES = {

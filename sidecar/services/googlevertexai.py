@@ -23,7 +23,7 @@ projects/{project}/locations/global/publishers/google/models/{model}:generateCon
 ``SIDECAR_PROVIDER_URL_GOOGLEVERTEXAI``.
 
 Completion inputs go up as one ``user`` message each; a chat request is translated to Gemini's
-format (see ``_gemini``) with the request's ``model`` replacing the endpoint's. Gemini's answers
+format (see :mod:`sidecar.remote.gemini`) with the request's ``model`` replacing the endpoint's. Gemini's answers
 come back as ``chat.completion.chunk`` events for ``chat_completion`` and as text deltas for a
 streamed ``completion``.
 """
@@ -39,28 +39,18 @@ from typing import Any
 import orjson
 
 from ..errors import status_exception
-from . import _common as common
-from . import _config as cfg
-from . import _gemini as gemini
-from .base import Completion, DenseEmbeddings, Endpoint, InputType, RankedDoc, TaskType
-from .http import (
-    SERVER_BUSY,
-    ErrorPolicy,
-    HttpRequest,
-    MalformedResponse,
-    RemoteService,
-    TokenCache,
-    float_vectors,
-    json_event,
-    malformed,
-    ranked_docs,
-    require,
-    sse_events,
-    stream_error,
-    token_lifetime,
-)
-from .registry import register
-from .settings import SettingsReader
+from ..protocol.registry import register
+from ..protocol.service import Completion, DenseEmbeddings, Endpoint, InputType, RankedDoc, TaskType
+from ..protocol.settings import SettingsReader
+from ..remote import common_settings as common
+from ..remote import configuration as cfg
+from ..remote import gemini as gemini
+from ..remote.access_tokens import TokenCache, token_lifetime
+from ..remote.client import HttpRequest
+from ..remote.errors import SERVER_BUSY, ErrorPolicy, malformed, stream_error
+from ..remote.responses import MalformedResponse, float_vectors, ranked_docs, require
+from ..remote.service import RemoteService
+from ..remote.streams import json_event, sse_events
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"

@@ -17,22 +17,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from . import _common as common
-from . import _config as cfg
-from ._openai_compat import OpenAiStyle
-from .base import DenseEmbeddings, Endpoint, InputType, RankedDoc, SparseEmbedding, TaskType
-from .http import (
-    RATE_LIMIT,
-    UNSUCCESSFUL,
-    ErrorPolicy,
-    HttpRequest,
-    MalformedResponse,
-    RemoteService,
-    float_vectors,
-    ranked_docs,
-)
-from .registry import register
-from .settings import SettingsReader
+from ..protocol.registry import register
+from ..protocol.service import DenseEmbeddings, Endpoint, InputType, RankedDoc, SparseEmbedding, TaskType
+from ..protocol.settings import SettingsReader
+from ..remote import common_settings as common
+from ..remote import configuration as cfg
+from ..remote.client import HttpRequest
+from ..remote.errors import RATE_LIMIT, UNSUCCESSFUL, ErrorPolicy
+from ..remote.openai_style import OpenAiStyle
+from ..remote.responses import MalformedResponse, float_vectors, ranked_docs
+from ..remote.service import RemoteService
 
 # Elasticsearch's HuggingFaceResponseHandler (the chat tasks use OpenAI's).
 POLICY = ErrorPolicy(messages={502: RATE_LIMIT, 503: RATE_LIMIT, 403: UNSUCCESSFUL, 404: UNSUCCESSFUL})

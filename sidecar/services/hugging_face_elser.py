@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from . import _config as cfg
-from .base import Endpoint, InputType, SparseEmbedding, TaskType
-from .http import RemoteService
+from ..protocol.registry import register
+from ..protocol.service import Endpoint, InputType, SparseEmbedding, TaskType
+from ..protocol.settings import SettingsReader
+from ..remote import configuration as cfg
+from ..remote.service import RemoteService
 from .hugging_face import elser_settings, sparse_embed
-from .registry import register
-from .settings import SettingsReader
 
 
 @register

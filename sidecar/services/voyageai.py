@@ -17,13 +17,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from . import _common as common
-from . import _config as cfg
-from ._openai_compat import parse_embeddings
-from .base import DenseEmbeddings, Endpoint, InputType, TaskType
-from .http import UNSUCCESSFUL, DocumentsRerankService, ErrorPolicy, HttpRequest
-from .registry import register
-from .settings import SettingsReader
+from ..protocol.registry import register
+from ..protocol.service import DenseEmbeddings, Endpoint, InputType, TaskType
+from ..protocol.settings import SettingsReader
+from ..remote import common_settings as common
+from ..remote import configuration as cfg
+from ..remote.client import HttpRequest
+from ..remote.errors import UNSUCCESSFUL, ErrorPolicy
+from ..remote.openai_style import parse_embeddings
+from ..remote.service import DocumentsRerankService
 
 DEFAULT_BASE = "https://api.voyageai.com"
 INPUT_TYPES = {"ingest": "document", "search": "query"}

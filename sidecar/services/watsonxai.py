@@ -22,20 +22,15 @@ from urllib.parse import quote
 
 from yarl import URL
 
-from . import _common as common
-from . import _config as cfg
-from ._openai_compat import OpenAiStyle, chat_body
-from .base import DenseEmbeddings, Endpoint, InputType, RankedDoc, TaskType
-from .http import (
-    HttpRequest,
-    TokenCache,
-    float_vectors,
-    ranked_docs,
-    require,
-    token_lifetime,
-)
-from .registry import register
-from .settings import SettingsReader
+from ..protocol.registry import register
+from ..protocol.service import DenseEmbeddings, Endpoint, InputType, RankedDoc, TaskType
+from ..protocol.settings import SettingsReader
+from ..remote import common_settings as common
+from ..remote import configuration as cfg
+from ..remote.access_tokens import TokenCache, token_lifetime
+from ..remote.client import HttpRequest
+from ..remote.openai_style import OpenAiStyle, chat_body
+from ..remote.responses import float_vectors, ranked_docs, require
 
 IAM_BASE = "https://iam.cloud.ibm.com"
 PATHS = {"embeddings": "embeddings", "rerank": "rerank", "chat": "chat", "chat_stream": "chat_stream"}

@@ -19,8 +19,8 @@ import pytest
 from aiohttp import web
 
 from sidecar.errors import EsError
-from sidecar.services.base import Endpoint, InputType, TaskType
-from sidecar.services.registry import ServiceContext
+from sidecar.protocol.registry import ServiceContext
+from sidecar.protocol.service import Endpoint, InputType, TaskType
 
 # Retry timing small enough for the suite to run in seconds.
 FAST_HTTP = {

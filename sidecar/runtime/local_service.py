@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import action_request_validation, status_exception
-from .base import (
+from ..protocol.service import (
     DenseEmbeddings,
     Endpoint,
     InputType,
@@ -20,7 +20,7 @@ from .base import (
     SparseEmbedding,
     TaskType,
 )
-from .settings import SettingsReader, finish
+from ..protocol.settings import SettingsReader, finish
 
 _ADAPTIVE_KEYS = ("enabled", "min_number_of_allocations", "max_number_of_allocations")
 

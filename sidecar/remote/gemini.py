@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 
 from ..errors import status_exception
-from ._openai_compat import chat_chunk
-from .http import MalformedResponse
+from .openai_style import chat_chunk
+from .responses import MalformedResponse
 
 _SERVICE = "Google VertexAI ChatCompletion"
 # OpenAI's usage field -> Gemini's usageMetadata field.

@@ -13,22 +13,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, ClassVar
 
-from .base import Completion, DenseEmbeddings, Endpoint, InputType
-from .http import (
-    BAD_REQUEST,
-    INPUT_VALIDATION,
-    SERVER_BUSY,
-    ErrorPolicy,
-    HttpRequest,
-    MalformedResponse,
-    RemoteService,
-    float_vectors,
-    json_event,
-    malformed,
-    require,
-    sse_events,
-    stream_error,
-)
+from ..protocol.service import Completion, DenseEmbeddings, Endpoint, InputType
+from .client import HttpRequest
+from .errors import BAD_REQUEST, INPUT_VALIDATION, SERVER_BUSY, ErrorPolicy, malformed, stream_error
+from .responses import MalformedResponse, float_vectors, require
+from .service import RemoteService
+from .streams import json_event, sse_events
 
 CONTENT_TOO_LARGE_MESSAGE = "Please reduce your prompt; or completion length."
 

@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import status_exception
-from .base import Service
+from .service import Service
 
 _CLASSES: dict[str, type[Service]] = {}
-_NOT_SERVICES = {"base", "settings", "registry", "http", "local"}
 
 
 def register(cls: type[Service]) -> type[Service]:
@@ -21,11 +20,13 @@ def register(cls: type[Service]) -> type[Service]:
 
 
 def _discover() -> None:
+    """Imports every module of :mod:`sidecar.services`: each is one provider and registers
+    its service (the machinery they share lives apart, in :mod:`sidecar.remote`,
+    :mod:`sidecar.runtime.local_service` and this package)."""
     from .. import services as package
 
     for info in pkgutil.iter_modules(package.__path__):
-        if info.name not in _NOT_SERVICES and not info.name.startswith("_"):
-            importlib.import_module(f"{package.__name__}.{info.name}")
+        importlib.import_module(f"{package.__name__}.{info.name}")
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 from yarl import URL
 
 from ..errors import validation
-from .settings import SettingsReader, reject_unknown
+from ..protocol.settings import SettingsReader, reject_unknown
 
 SERVICE = "service_settings"
 TASK = "task_settings"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .base import TaskType
+from ..protocol.service import TaskType
 
 Entry = dict[str, Any]
 

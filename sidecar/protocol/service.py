@@ -1,7 +1,7 @@
 """The one small protocol every inference service implements.
 
 A service module (``sidecar/services/<name>.py``) defines one :class:`Service` subclass and
-registers it with :func:`sidecar.services.registry.register`. The endpoint layer never knows
+registers it with :func:`sidecar.protocol.registry.register`. The endpoint layer never knows
 provider details: it asks the service to *parse* a configuration (validation, defaults,
 secret split) and then calls one of the task methods.
 
