@@ -12,14 +12,11 @@ from sidecar.errors import EsError
 from sidecar.protocol.service import Endpoint, TaskType
 from sidecar.semantic.highlight import FieldHighlight, fragments, utf16_slice
 from sidecar.semantic.metadata import IndexSemantics, SemanticField
-from sidecar.semantic.queries import (
-    IndexInfo,
-    QueryRewriter,
-    RewriteContext,
-    ShardFailure,
-    _WrongTask,
-    parse_pruning_config,
-)
+from sidecar.semantic.queries.context import IndexInfo, RewriteContext
+from sidecar.semantic.queries.embedder import _WrongTask
+from sidecar.semantic.queries.errors import ShardFailure
+from sidecar.semantic.queries.rewriter import QueryRewriter
+from sidecar.semantic.queries.sparse import parse_pruning_config
 from sidecar.semantic.query_cache import DENSE, SPARSE, QueryEmbedding, QueryEmbeddingCache
 from sidecar.semantic.rerank import normalize
 from sidecar.semantic.rrf import Ranked, f32, fuse

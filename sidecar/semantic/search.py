@@ -41,18 +41,11 @@ from .fill import MISSING, get_path
 from .highlight import FieldHighlight, chunk_texts, fragments
 from .layout import INFERENCE_ROOT, inference_path
 from .metadata import IndexSemantics, SemanticIndices
-from .queries import (
-    KEYWORDS,
-    Embedder,
-    IndexInfo,
-    QueryRewriter,
-    RewriteContext,
-    SemanticLeaf,
-    ShardFailure,
-    index_filtered,
-    matches_any,
-    parsing_error,
-)
+from .queries.clauses import index_filtered, matches_any
+from .queries.context import IndexInfo, RewriteContext, SemanticLeaf
+from .queries.embedder import Embedder
+from .queries.errors import ShardFailure, parsing_error
+from .queries.rewriter import KEYWORDS, QueryRewriter
 from .query_cache import QueryEmbeddingCache
 from .rerank import DEFAULT_RERANK_ID, rerank
 from .rrf import DEFAULT_RANK_CONSTANT, DEFAULT_RANK_WINDOW_SIZE, Ranked, f32, fuse
