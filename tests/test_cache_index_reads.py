@@ -21,7 +21,7 @@ from sidecar.errors import EsError
 from sidecar.ingest import Pipelines
 from sidecar.semantic.layout import META_KEY
 from sidecar.semantic.metadata import SemanticIndices
-from sidecar.semantic.search import IndexCatalog
+from sidecar.semantic.search.catalog import IndexCatalog
 
 pytestmark = pytest.mark.es
 

@@ -20,7 +20,7 @@ from sidecar.semantic.queries.sparse import parse_pruning_config
 from sidecar.semantic.query_cache import DENSE, SPARSE, QueryEmbedding, QueryEmbeddingCache
 from sidecar.semantic.rerank import normalize
 from sidecar.semantic.rrf import Ranked, f32, fuse
-from sidecar.semantic.search import hide_inference, hide_inference_params
+from sidecar.semantic.search.plan import hide_inference, hide_inference_params
 
 DENSE_SETTINGS = {"task_type": "text_embedding", "dimensions": 3, "similarity": "cosine", "element_type": "float"}
 SPARSE_SETTINGS = {"task_type": "sparse_embedding"}
