@@ -21,11 +21,11 @@ import sys
 
 from cryptography.fernet import InvalidToken
 
-from .api.inference import _es_client
 from .config import Config, from_args
 from .endpoints.secrets import SecretBox
 from .endpoints.store import EndpointStore
 from .errors import EsError
+from .es.client import sidecar_client
 from .logs import redact
 
 USAGE = "usage: es-inference-sidecar rotate-secrets [--es-url URL] [--secrets-key-file FILE] [...]"
@@ -38,7 +38,7 @@ def _fail(message: str) -> int:
 
 async def rotate(config: Config) -> int:
     """Re-encrypt the stored secrets; returns how many were rewritten."""
-    es = _es_client(config)
+    es = sidecar_client(config)
     try:
         store = EndpointStore(es, SecretBox(config.secrets_key_bytes()), prefix=config.system_index_prefix)
         return await store.reencrypt_all()

@@ -10,7 +10,7 @@ count what only they see through the counters below, e.g.::
 
 HTTP requests, inference inputs and failures are counted by :func:`metrics_middleware`;
 local deployments (queue depth, allocations, batches) are read from
-``app["models"].deployments()`` at scrape time. Labels hold route templates, service names,
+the model manager's ``deployments()`` at scrape time. Labels hold route templates, service names,
 task types, model and deployment ids and status codes only: never a path with its values,
 a header, a body or a secret.
 """
@@ -18,6 +18,7 @@ a header, a body or a secret.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -40,6 +41,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from .api.keys import ENDPOINTS
 from .errors import EsError
 
 log = logging.getLogger("sidecar.metrics")
@@ -117,7 +119,7 @@ def _is_perform(request: web.Request) -> bool:
 
 
 async def _endpoint_labels(request: web.Request) -> tuple[str, str]:
-    manager = request.app.get("inference")
+    manager = request.app.get(ENDPOINTS)
     inference_id = request.match_info.get("inference_id")
     if manager is None or not inference_id:
         return "unknown", request.match_info.get("task_type", "unknown")
@@ -176,10 +178,10 @@ async def metrics_middleware(request: web.Request, handler):
 
 
 class DeploymentCollector(Collector):
-    """Local model deployments, read at scrape time from ``app["models"]``."""
+    """Local model deployments, read at scrape time from the model manager."""
 
-    def __init__(self, app: web.Application) -> None:
-        self.app = app
+    def __init__(self, models: Any) -> None:
+        self.models = models
 
     def describe(self) -> list:
         return []
@@ -210,8 +212,7 @@ class DeploymentCollector(Collector):
         }
         batches = SummaryMetricFamily("sidecar_deployment_batch_size", "Inputs per batch (count: batches run)",
                                       labels=labels)
-        models = self.app.get("models")
-        for deployment in models.deployments() if models is not None else []:
+        for deployment in self.models.deployments():
             try:
                 values = [deployment.deployment_id, deployment.model_id]
                 b = deployment.batcher
@@ -238,17 +239,13 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
-def setup(app: web.Application) -> None:
-    """Count every request of ``app`` (outermost middleware, so error responses count with the
-    status the caller got) and report its local deployments."""
-    app.middlewares.insert(0, metrics_middleware)
-    collector = DeploymentCollector(app)
+@contextlib.contextmanager
+def reporting(models: Any) -> Iterator[None]:
+    """Report ``models``' local deployments to the Prometheus registry while inside."""
+    collector = DeploymentCollector(models)
     REGISTRY.register(collector)
-
-    async def unregister(app: web.Application) -> None:
-        try:
+    try:
+        yield
+    finally:
+        with contextlib.suppress(KeyError):
             REGISTRY.unregister(collector)
-        except KeyError:
-            pass
-
-    app.on_cleanup.append(unregister)

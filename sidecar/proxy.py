@@ -15,6 +15,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from .api.keys import UPSTREAM
 from .errors import EsError, unavailable
 
 log = logging.getLogger("sidecar.proxy")
@@ -202,7 +203,7 @@ async def stream_response(
 
 
 async def proxy_handler(request: web.Request) -> web.StreamResponse:
-    upstream_client: Upstream = request.app["upstream"]
+    upstream_client: Upstream = request.app[UPSTREAM]
     upstream = await upstream_client.request(
         request.method,
         request.raw_path,

@@ -10,6 +10,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from ..proxy import Upstream, body_content_type, forwarded_request_headers
+from .keys import UPSTREAM
 
 _BODY_HEADERS = ("Content-Length", "Content-Encoding", "Transfer-Encoding", "Accept-Encoding", "Content-Type")
 _PASSED_BACK = ("x-opaque-id", "warning", "x-elastic-product")
@@ -33,7 +34,7 @@ class CallerClient:
 
     @classmethod
     def for_request(cls, request: web.Request) -> CallerClient:
-        return cls(request.app["upstream"], caller_headers(request))
+        return cls(request.app[UPSTREAM], caller_headers(request))
 
     async def call(self, method: str, path: str, body: Any = None, *, ndjson: bytes | None = None
                    ) -> tuple[int, dict[str, str], Any]:

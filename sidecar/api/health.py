@@ -7,15 +7,16 @@ from elasticsearch import ApiError, TransportError
 
 from ..errors import EsError
 from ..proxy import Upstream
+from .keys import ES, UPSTREAM
 from .render import json_response
 
 
 async def health_handler(request: web.Request) -> web.Response:
-    upstream: Upstream = request.app["upstream"]
+    upstream: Upstream = request.app[UPSTREAM]
     es: dict = {"url": upstream.base_url, "reachable": False}
     try:
         # With the sidecar's own credentials: callers' may be absent or limited.
-        health = await request.app["es"].cluster.health(request_timeout=5)
+        health = await request.app[ES].cluster.health(request_timeout=5)
         es["reachable"] = True
         es["http_status"] = 200
         es["status"] = health.get("status")

@@ -8,22 +8,18 @@ import asyncio
 import logging
 
 from aiohttp import web
-from elasticsearch import AsyncElasticsearch
 
 from ..endpoints.manager import InferenceEndpoints
-from ..endpoints.secrets import SecretBox
-from ..endpoints.store import EndpointStore
 from ..endpoints.timevalue import parse_time_value
 from ..errors import EsError
-from ..es.node import NodeVersion
-from ..protocol.registry import ServiceContext, Services
+from .keys import ENDPOINTS, MODELS
 from .render import json_response, read_json
 
 log = logging.getLogger("sidecar.api")
 
 
 def _endpoints(request: web.Request) -> InferenceEndpoints:
-    return request.app["inference"]
+    return request.app[ENDPOINTS]
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -147,7 +143,7 @@ async def trained_model_stats(request: web.Request) -> web.StreamResponse:
     """Stats of the sidecar's local deployments, in ``_ml/trained_models/_stats`` shape.
 
     Ids not served here go on to Elasticsearch (a cluster with ML nodes answers them)."""
-    models = request.app["models"]
+    models = request.app[MODELS]
     wanted = request.match_info.get("model_id", "_all")
     patterns = [p for p in wanted.split(",") if p]
     matched = []
@@ -177,72 +173,3 @@ async def trained_model_stats(request: web.Request) -> web.StreamResponse:
             "deployment_stats": deployment_stats,
         })
     return json_response({"count": len(stats), "trained_model_stats": stats}, request=request)
-
-
-def _es_client(config) -> AsyncElasticsearch:
-    kwargs: dict = {"request_timeout": 30, "retry_on_timeout": True, "max_retries": 2}
-    if config.es_api_key:
-        kwargs["api_key"] = config.es_api_key
-    elif config.es_username:
-        kwargs["basic_auth"] = (config.es_username, config.es_password or "")
-    if config.es_url.startswith("https"):
-        kwargs["verify_certs"] = config.es_verify_certs
-        if config.es_ca_file:
-            kwargs["ca_certs"] = config.es_ca_file
-    return AsyncElasticsearch(config.es_url, **kwargs)
-
-
-async def _startup(app: web.Application) -> None:
-    from ..runtime import ModelManager
-
-    config = app["config"]
-    app["es"] = _es_client(config)
-    app["node_version"] = NodeVersion(app["es"])
-    app["models"] = ModelManager(
-        aliases=config.model_aliases,
-        cache_dir=config.model_cache_dir,
-        max_batch_size=config.max_batch_size,
-        max_batch_wait_ms=config.max_batch_wait_ms,
-        max_queue=config.max_queue,
-        device=config.device,
-        backend=config.backend,
-    )
-    services = Services(ServiceContext(config=config, models=app["models"]))
-    app["services"] = services
-    store = EndpointStore(
-        app["es"], SecretBox(config.secrets_key_bytes()), prefix=config.system_index_prefix,
-        ttl_s=config.registry_ttl_s,
-    )
-    app["inference"] = InferenceEndpoints(store, services, default_timeout_s=config.inference_timeout_s,
-                                          node_version=app["node_version"])
-
-
-async def _cleanup(app: web.Application) -> None:
-    await asyncio.gather(
-        app["services"].close(), app["models"].close(), app["es"].close(), return_exceptions=True
-    )
-
-
-def setup(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/_inference", list_endpoints)
-    r.add_get("/_inference/_all", list_endpoints)
-    r.add_get("/_inference/_services", services_catalogue)
-    r.add_get("/_inference/_services/{task_type}", services_catalogue)
-    r.add_put("/_inference/{inference_id}/_update", update_endpoint)
-    r.add_put("/_inference/{task_type}/{inference_id}/_update", update_endpoint)
-    r.add_get("/_inference/{task_type}/_all", list_endpoints)
-    r.add_get("/_inference/{inference_id}", get_endpoint)
-    r.add_get("/_inference/{task_type}/{inference_id}", get_endpoint)
-    r.add_put("/_inference/{inference_id}", put_endpoint)
-    r.add_put("/_inference/{task_type}/{inference_id}", put_endpoint)
-    r.add_delete("/_inference/{inference_id}", delete_endpoint)
-    r.add_delete("/_inference/{task_type}/{inference_id}", delete_endpoint)
-    r.add_post("/_inference/{inference_id}/_stream", stream)
-    r.add_post("/_inference/{task_type}/{inference_id}/_stream", stream)
-    r.add_post("/_inference/{inference_id}", perform)
-    r.add_post("/_inference/{task_type}/{inference_id}", perform)
-    r.add_get("/_ml/trained_models/_stats", trained_model_stats)
-    r.add_get("/_ml/trained_models/{model_id}/_stats", trained_model_stats)
-    app.on_startup.append(_startup)
-    app.on_cleanup.append(_cleanup)

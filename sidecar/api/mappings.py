@@ -13,11 +13,12 @@ from ..proxy import proxy_handler
 from ..semantic import mappings as sem
 from ..semantic.layout import META_KEY
 from .calls import CallerClient
+from .keys import ENDPOINTS, NODE_VERSION, SEMANTIC_INDICES
 from .render import json_response
 
 
 async def _lookup_endpoint(app: web.Application, inference_id: str) -> dict[str, Any] | None:
-    endpoint = await app["inference"].lookup(inference_id)
+    endpoint = await app[ENDPOINTS].lookup(inference_id)
     return endpoint.public() if endpoint is not None else None
 
 
@@ -47,12 +48,12 @@ async def _translated(request: web.Request, mappings: Any, existing_meta: dict |
         return mappings
     return await sem.to_elasticsearch(
         mappings, lambda i: _lookup_endpoint(request.app, i), existing_meta,
-        features=await request.app["node_version"].features(),
+        features=await request.app[NODE_VERSION].features(),
     )
 
 
 def _invalidate(request: web.Request) -> None:
-    cache = request.app.get("semantic_indices")
+    cache = request.app.get(SEMANTIC_INDICES)
     if cache is not None:
         cache.invalidate()
 
@@ -130,20 +131,3 @@ async def get_index(request: web.Request) -> web.StreamResponse:
     if request.match_info["index"].startswith("_"):
         return await proxy_handler(request)
     return await get_with_mappings(request)
-
-
-def setup(app: web.Application) -> None:
-    r = app.router
-    index = "{index:[^_/][^/]*}"
-    r.add_route("PUT", f"/{index}", create_index)
-    for method in ("PUT", "POST"):
-        r.add_route(method, f"/{index}/_mapping", put_mapping)
-        r.add_route(method, "/_index_template/{name}", put_template)
-        r.add_route(method, "/_component_template/{name}", put_template)
-        r.add_route(method, "/_template/{name}", put_template)
-    for path in ("/_mapping", f"/{index}/_mapping", "/_index_template", "/_index_template/{name}",
-                 "/_component_template", "/_component_template/{name}", "/_template", "/_template/{name}",
-                 "/_index_template/_simulate_index/{name}", "/_index_template/_simulate/{name}"):
-        r.add_route("GET", path, get_with_mappings)
-    r.add_route("POST", "/_index_template/_simulate_index/{name}", get_with_mappings)
-    r.add_route("GET", f"/{index}", get_index)

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from ..errors import EsError, InferenceTimeout
 from ..proxy import es_unreachable
+from .keys import NODE_VERSION
 from .render import error_response
 
 log = logging.getLogger("sidecar.api")
@@ -19,7 +20,7 @@ async def es_errors(request: web.Request, handler):
     try:
         return await handler(request)
     except InferenceTimeout as err:
-        node = request.app.get("node_version")
+        node = request.app.get(NODE_VERSION)
         status = (await node.features()).inference_timeout_status if node is not None else err.status
         return error_response(InferenceTimeout(err.reason, status), request)
     except EsError as err:

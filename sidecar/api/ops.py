@@ -14,6 +14,7 @@ from elasticsearch import TransportError as EsTransportError
 
 from .. import metrics
 from ..errors import EsError
+from .keys import ENDPOINTS, ES
 from .render import json_response
 
 READY_TIMEOUT_S = 5.0
@@ -41,7 +42,7 @@ def _failure(exc: BaseException) -> dict[str, Any]:
 
 
 async def _elasticsearch(app: web.Application) -> dict[str, Any]:
-    health = await app["es"].options(max_retries=0).cluster.health(timeout="2s")
+    health = await app[ES].options(max_retries=0).cluster.health(timeout="2s")
     status = health.get("status")
     return {"ok": status in ("green", "yellow"), "status": status}
 
@@ -49,9 +50,9 @@ async def _elasticsearch(app: web.Application) -> dict[str, Any]:
 async def _indices(app: web.Application) -> dict[str, Any]:
     """The endpoint store's indices exist (created on first use) and answer a search made
     with the sidecar's own credentials."""
-    store = app["inference"].store
+    store = app[ENDPOINTS].store
     await store.ensure_indices()
-    es = app["es"].options(request_timeout=READY_TIMEOUT_S, max_retries=0)
+    es = app[ES].options(request_timeout=READY_TIMEOUT_S, max_retries=0)
     await es.search(index=[store.index, store.secrets_index], size=0, expand_wildcards="all")
     return {"ok": True, "names": [store.index, store.secrets_index]}
 
@@ -73,11 +74,3 @@ async def ready_handler(request: web.Request) -> web.Response:
     ready = all(check["ok"] for check in checks.values())
     body = {"status": "ready" if ready else "not_ready", "checks": checks}
     return json_response(body, status=200 if ready else 503, request=request)
-
-
-def setup(app: web.Application) -> None:
-    """The routes (register before the catch-all proxy route) and the metrics middleware."""
-    app.router.add_get("/_sidecar/metrics", metrics_handler)
-    app.router.add_get("/_sidecar/live", live_handler)
-    app.router.add_get("/_sidecar/ready", ready_handler)
-    metrics.setup(app)

@@ -16,15 +16,15 @@ from aiohttp import web
 from ..ingest import Pipelines
 from ..ingest.definition import contains_inference
 from ..ingest.service import CallerRequest
-from ..ingest.store import index_name
 from ..proxy import end_to_end_headers, forwarded_request_headers, stream_response
+from .keys import PIPELINES, UPSTREAM
 from .render import json_response
 
 _REPLACED = ("Content-Length", "Content-Encoding", "Transfer-Encoding", "Content-Type", "Accept-Encoding")
 
 
 def _pipelines(request: web.Request) -> Pipelines:
-    return request.app["pipelines"]
+    return request.app[PIPELINES]
 
 
 def _headers(request: web.Request, *, json_body: bool):
@@ -47,7 +47,7 @@ def _headers(request: web.Request, *, json_body: bool):
 
 
 def _caller(request: web.Request) -> CallerRequest:
-    upstream = request.app["upstream"]
+    upstream = request.app[UPSTREAM]
 
     async def call(method: str, path: str, body: Any) -> tuple[int, Any]:
         data = orjson.dumps(body) if body is not None else None
@@ -69,7 +69,7 @@ async def _send(request: web.Request, data: bytes | None):
     headers = _headers(request, json_body=False)
     if request.headers.get("Content-Type"):
         headers["Content-Type"] = request.headers["Content-Type"]
-    return await request.app["upstream"].request(request.method, request.raw_path, headers=headers, data=data)
+    return await request.app[UPSTREAM].request(request.method, request.raw_path, headers=headers, data=data)
 
 
 async def _forward(request: web.Request, data: bytes | None) -> web.StreamResponse:
@@ -150,25 +150,3 @@ async def simulate(request: web.Request) -> web.StreamResponse:
     if result is None:
         return await _forward(request, raw)
     return json_response(result, request=request)
-
-
-async def _startup(app: web.Application) -> None:
-    config = app["config"]
-    pipelines = Pipelines(
-        app["es"], app["inference"], index=index_name(config.system_index_prefix),
-        ttl_s=config.registry_ttl_s, settings_ttl_s=config.registry_ttl_s,
-    )
-    app["pipelines"] = pipelines
-    app["inference"].reference_finders.append(pipelines.references)
-
-
-def setup(app: web.Application) -> None:
-    r = app.router
-    for method in ("GET", "POST"):
-        r.add_route(method, "/_ingest/pipeline/_simulate", simulate)
-        r.add_route(method, "/_ingest/pipeline/{id}/_simulate", simulate)
-    r.add_get("/_ingest/pipeline", get_pipeline)
-    r.add_get("/_ingest/pipeline/{id}", get_pipeline)
-    r.add_put("/_ingest/pipeline/{id}", put_pipeline)
-    r.add_delete("/_ingest/pipeline/{id}", delete_pipeline)
-    app.on_startup.append(_startup)

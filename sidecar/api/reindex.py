@@ -12,6 +12,7 @@ from ..proxy import proxy_handler
 from ..semantic.reindex import Reindexer, ReindexSpec
 from ..tasks import Tasks
 from .calls import CallerClient
+from .keys import NODE_VERSION, PIPELINES, SEMANTIC_INDICES, TASKS
 from .render import json_response
 from .writes import make_processor
 
@@ -19,12 +20,9 @@ ACTION = "indices:data/write/reindex"
 
 
 async def _needs_sidecar(app: web.Application, spec: ReindexSpec, client: CallerClient) -> bool:
-    if await app["semantic_indices"].for_write(spec.dest_index) is not None:
+    if await app[SEMANTIC_INDICES].for_write(spec.dest_index) is not None:
         return True
-    pipelines = app.get("pipelines")
-    if pipelines is not None:
-        return await pipelines.plan(spec.dest_index, spec.pipeline, client.headers) is not None
-    return False
+    return await app[PIPELINES].plan(spec.dest_index, spec.pipeline, client.headers) is not None
 
 
 async def reindex(request: web.Request) -> web.StreamResponse:
@@ -51,8 +49,8 @@ async def reindex(request: web.Request) -> web.StreamResponse:
     query = {k: v for k, v in request.query.items() if k in ("refresh", "timeout", "wait_for_active_shards")}
     processor = make_processor(request.app, client, query)
     reindexer = Reindexer(spec, client.call, processor,
-                          vectors_params=await request.app["node_version"].vectors_params())
-    tasks: Tasks = request.app["tasks"]
+                          vectors_params=await request.app[NODE_VERSION].vectors_params())
+    tasks: Tasks = request.app[TASKS]
 
     async def work(task):
         task.status = reindexer.status
@@ -72,7 +70,7 @@ async def reindex(request: web.Request) -> web.StreamResponse:
 
 async def get_task(request: web.Request) -> web.StreamResponse:
     task_id = request.match_info["task_id"]
-    tasks: Tasks = request.app["tasks"]
+    tasks: Tasks = request.app[TASKS]
     if not tasks.owns(task_id):
         return await proxy_handler(request)
     wait = request.query.get("wait_for_completion") == "true"
@@ -82,25 +80,9 @@ async def get_task(request: web.Request) -> web.StreamResponse:
 
 async def cancel_task(request: web.Request) -> web.StreamResponse:
     task_id = request.match_info["task_id"]
-    tasks: Tasks = request.app["tasks"]
+    tasks: Tasks = request.app[TASKS]
     if not tasks.owns(task_id):
         return await proxy_handler(request)
     await tasks.cancel(task_id)
     info = await tasks.get(task_id)
     return json_response({"nodes": {info["task"]["node"]: {"tasks": {task_id: info["task"]}}}}, request=request)
-
-
-async def _startup(app: web.Application) -> None:
-    app["tasks"] = Tasks(app["es"])
-
-
-async def _cleanup(app: web.Application) -> None:
-    await app["tasks"].close()
-
-
-def setup(app: web.Application) -> None:
-    app.router.add_route("POST", "/_reindex", reindex)
-    app.router.add_route("GET", "/_tasks/{task_id}", get_task)
-    app.router.add_route("POST", "/_tasks/{task_id}/_cancel", cancel_task)
-    app.on_startup.append(_startup)
-    app.on_cleanup.append(_cleanup)

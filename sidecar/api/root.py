@@ -15,6 +15,7 @@ from aiohttp import web
 
 from ..errors import EsError
 from ..proxy import Upstream, forwarded_request_headers, stream_response
+from .keys import UPSTREAM
 from .render import json_response
 
 # Lucene version per Elasticsearch minor (the node info API does not report it).
@@ -76,7 +77,7 @@ async def build_root_document(upstream: Upstream, headers) -> tuple[int, dict]:
 
 
 async def root_handler(request: web.Request) -> web.StreamResponse:
-    upstream: Upstream = request.app["upstream"]
+    upstream: Upstream = request.app[UPSTREAM]
     headers = forwarded_request_headers(request)
     resp = await upstream.request(request.method, request.raw_path, headers=headers)
     try:

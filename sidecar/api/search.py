@@ -12,25 +12,25 @@ import orjson
 from aiohttp import web
 
 from ..proxy import forwarded_request_headers, proxy_handler, stream_response
-from ..semantic.metadata import SemanticIndices
 from ..semantic.search import Answer, Caller, SemanticSearch
 from .filter_path import filter_response
+from .keys import SEARCH, UPSTREAM
 from .render import json_response
 
 INDEX = "{index:[^_/][^/]*}"
 
 
 def _service(request: web.Request) -> SemanticSearch:
-    return request.app["semantic_search"]
+    return request.app[SEARCH]
 
 
 def _caller(request: web.Request) -> Caller:
-    return Caller(request.app["upstream"], forwarded_request_headers(request))
+    return Caller(request.app[UPSTREAM], forwarded_request_headers(request))
 
 
 async def _forward(request: web.Request, raw: bytes | None, path: str | None = None) -> web.StreamResponse:
     """The request as the client sent it (``raw`` is its body, already read)."""
-    upstream = await request.app["upstream"].request(
+    upstream = await request.app[UPSTREAM].request(
         request.method, path or request.raw_path, headers=forwarded_request_headers(request), data=raw or None)
     try:
         return await stream_response(request, upstream)
@@ -147,34 +147,3 @@ async def mget(request: web.Request) -> web.StreamResponse:
     params, new_body = rewritten
     caller = _caller(request)
     return _reply(request, await caller.send("POST", request.rel_url.raw_path, new_body, params), caller)
-
-
-async def _startup(app: web.Application) -> None:
-    if "semantic_indices" not in app:
-        app["semantic_indices"] = SemanticIndices(app["es"], ttl_s=app["config"].registry_ttl_s)
-    app["semantic_search"] = SemanticSearch(
-        endpoints=app["inference"], semantic=app["semantic_indices"], es=app["es"], upstream=app["upstream"],
-        timeout_s=app["config"].inference_timeout_s, node_version=app["node_version"])
-
-
-def setup(app: web.Application) -> None:
-    r = app.router
-    for method in ("GET", "POST"):
-        r.add_route(method, "/_search", search)
-        r.add_route(method, f"/{INDEX}/_search", search)
-        r.add_route(method, "/_msearch", msearch)
-        r.add_route(method, f"/{INDEX}/_msearch", msearch)
-        r.add_route(method, "/_count", count)
-        r.add_route(method, f"/{INDEX}/_count", count)
-        r.add_route(method, "/_mget", mget)
-        r.add_route(method, f"/{INDEX}/_mget", mget)
-        r.add_route(method, "/_all/_search", search)
-        r.add_route(method, "/_all/_msearch", msearch)
-    r.add_route("POST", "/_async_search", async_search)
-    r.add_route("POST", f"/{INDEX}/_async_search", async_search)
-    r.add_route("GET", f"/{INDEX}/_doc/{{id}}", get_doc)
-    r.add_route("GET", f"/{INDEX}/_source/{{id}}", get_doc)
-    app.on_startup.append(_startup)
-
-
-__all__ = ["setup"]

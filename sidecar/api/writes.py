@@ -13,11 +13,10 @@ from aiohttp import web
 from ..errors import EsError
 from ..proxy import forwarded_request_headers, proxy_handler
 from ..semantic.bulk import BulkItem, BulkProcessor, ndjson_lines, read_items
-from ..semantic.fill import EmbeddingCache, SemanticFiller
-from ..semantic.layout import INFERENCE_ROOT, inference_path
-from ..semantic.metadata import SemanticField, SemanticIndices
+from ..semantic.metadata import SemanticIndices
 from .calls import CallerClient
 from .filter_path import filter_response
+from .keys import FILLER, NODE_VERSION, PIPELINES, SEMANTIC_INDICES
 from .render import PRODUCT_HEADER, content_type_for, json_response
 
 _ITEM_PARAMS = {"routing", "pipeline", "if_seq_no", "if_primary_term", "version", "version_type",
@@ -28,14 +27,11 @@ _BULK_PARAMS = {"refresh", "timeout", "wait_for_active_shards", "require_alias",
 
 
 def _semantic(app: web.Application) -> SemanticIndices:
-    return app["semantic_indices"]
+    return app[SEMANTIC_INDICES]
 
 
 async def _pipeline_plan(request: web.Request, index: str, pipeline: str | None):
-    pipelines = request.app.get("pipelines")
-    if pipelines is None:
-        return None
-    return await pipelines.plan(index, pipeline, forwarded_request_headers(request))
+    return await request.app[PIPELINES].plan(index, pipeline, forwarded_request_headers(request))
 
 
 def make_processor(app: web.Application, client: CallerClient, query: dict[str, str],
@@ -57,7 +53,7 @@ def make_processor(app: web.Application, client: CallerClient, query: dict[str, 
             if routing is not None:
                 entry["routing"] = routing
             docs.append(entry)
-        params = await app["node_version"].vectors_params()
+        params = await app[NODE_VERSION].vectors_params()
         path = "/_mget" + (f"?{urlencode(params)}" if params else "")
         status, _, answer = await client.call("POST", path, {"docs": docs})
         if status != 200 or not isinstance(answer, dict):
@@ -66,17 +62,17 @@ def make_processor(app: web.Application, client: CallerClient, query: dict[str, 
                 for d in answer.get("docs", [])]
 
     return BulkProcessor(
-        app["semantic_indices"], app["semantic_filler"], send, fetch,
-        pipelines=app.get("pipelines"), caller_headers=client.headers,
-        request_pipeline=query.get("pipeline"), node_version=app["node_version"],
+        app[SEMANTIC_INDICES], app[FILLER], send, fetch,
+        pipelines=app[PIPELINES], caller_headers=client.headers,
+        request_pipeline=query.get("pipeline"), node_version=app[NODE_VERSION],
     )
 
 
 async def bulk(request: web.Request) -> web.StreamResponse:
     index = request.match_info.get("index")
     needs = await _semantic(request.app).any_semantic()
-    if not needs and request.app.get("pipelines") is not None:
-        needs = await request.app["pipelines"].any_inference_pipelines()
+    if not needs:
+        needs = await request.app[PIPELINES].any_inference_pipelines()
     if not needs:
         return await proxy_handler(request)
     query = dict(request.query)
@@ -190,61 +186,3 @@ async def update_doc(request: web.Request) -> web.StreamResponse:
         return await proxy_handler(request)
     body = await _read_source(request)
     return await _single(request, "update", request.match_info["id"], body)
-
-
-async def _startup(app: web.Application) -> None:
-    if "semantic_indices" not in app:
-        app["semantic_indices"] = SemanticIndices(app["es"], ttl_s=app["config"].registry_ttl_s)
-    manager = app["inference"]
-
-    async def resolve(inference_id: str):
-        return await manager.lookup(inference_id)
-
-    async def record_settings(index: str, fld: SemanticField, settings: dict[str, Any]) -> None:
-        """A field mapped before its endpoint existed gets its embeddings mapping on first use."""
-        from ..semantic.layout import META_KEY, inference_mapping
-
-        es = app["es"]
-        current = await es.indices.get_mapping(index=index)
-        meta = (next(iter(current.body.values()))["mappings"].get("_meta") or {})
-        sidecar_meta = dict(meta.get(META_KEY) or {})
-        defs = dict(sidecar_meta.get("semantic_text") or {})
-        definition = dict(defs.get(fld.name) or fld.definition)
-        definition["model_settings"] = settings
-        defs[fld.name] = definition
-        sidecar_meta["semantic_text"] = defs
-        properties: dict[str, Any] = {}
-        node = properties
-        parts = inference_path(fld.name).split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {}).setdefault("properties", {})
-        node[parts[-1]] = inference_mapping(settings, definition.get("index_options"))
-        await es.indices.put_mapping(index=index, properties=properties, meta={**meta, META_KEY: sidecar_meta})
-        app["semantic_indices"].invalidate()
-
-    app["semantic_filler"] = SemanticFiller(resolve, app["services"], record_settings=record_settings,
-                                            cache=EmbeddingCache())
-
-    async def find_indexes(inference_id: str) -> tuple[list[str], list[str]]:
-        semantics = await app["semantic_indices"].resolve("*")
-        indexes = [name for name, sem in semantics.items()
-                   if any(inference_id in (f.inference_id, f.search_inference_id) for f in sem.fields.values())]
-        return [], indexes
-
-    manager.reference_finders.append(find_indexes)
-
-
-def setup(app: web.Application) -> None:
-    r = app.router
-    index = "{index:[^_/][^/]*}"
-    for method in ("POST", "PUT"):
-        r.add_route(method, "/_bulk", bulk)
-        r.add_route(method, f"/{index}/_bulk", bulk)
-        r.add_route(method, f"/{index}/_doc/{{id}}", index_doc)
-        r.add_route(method, f"/{index}/_create/{{id}}", index_doc)
-    r.add_route("POST", f"/{index}/_doc", index_doc)
-    r.add_route("POST", f"/{index}/_update/{{id}}", update_doc)
-    app.on_startup.append(_startup)
-
-
-__all__ = ["setup", "INFERENCE_ROOT"]

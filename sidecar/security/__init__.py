@@ -48,6 +48,8 @@ from .authorizer import Authorizer
 from .fence import Fence
 from .indices import IndexFence
 
+__all__ = ["AUTHORIZER", "FENCE", "Authorizer", "Fence", "IndexFence", "action_for", "security_middleware"]
+
 AUTHORIZER = web.AppKey("sidecar_authorizer", Authorizer)
 FENCE = web.AppKey("sidecar_fence", Fence)
 
@@ -70,12 +72,3 @@ async def security_middleware(request: web.Request, handler):
     if violation.error is not None and not response.prepared:
         raise violation.error
     return response
-
-
-def setup(app: web.Application) -> None:
-    """Adds the checks to ``app`` (inside the error middleware, so refusals render as
-    Elasticsearch errors). Call after ``app["upstream"]`` is set."""
-    config = app["config"]
-    app[AUTHORIZER] = Authorizer(app["upstream"])
-    app[FENCE] = Fence(IndexFence.for_prefix(config.system_index_prefix))
-    app.middlewares.append(security_middleware)

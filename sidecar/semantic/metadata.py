@@ -19,7 +19,7 @@ from elasticsearch import ConnectionError as EsConnectionError
 
 from ..errors import unavailable
 from ..singleflight import SingleFlight
-from .layout import META_KEY
+from .layout import META_KEY, inference_mapping, inference_path
 
 
 @dataclass
@@ -169,3 +169,31 @@ class SemanticIndices:
         if generation == self._loads.generation:
             self._cache[expression] = (now, result)
         return result
+
+    async def record_model_settings(self, index: str, fld: SemanticField, settings: dict[str, Any]) -> None:
+        """A field mapped before its endpoint existed gets its embeddings mapping and its
+        ``model_settings`` on first use (as Elasticsearch updates the mapping then)."""
+        current = await self.es.indices.get_mapping(index=index)
+        meta = (next(iter(current.body.values()))["mappings"].get("_meta") or {})
+        sidecar_meta = dict(meta.get(META_KEY) or {})
+        defs = dict(sidecar_meta.get("semantic_text") or {})
+        definition = dict(defs.get(fld.name) or fld.definition)
+        definition["model_settings"] = settings
+        defs[fld.name] = definition
+        sidecar_meta["semantic_text"] = defs
+        properties: dict[str, Any] = {}
+        node = properties
+        parts = inference_path(fld.name).split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {}).setdefault("properties", {})
+        node[parts[-1]] = inference_mapping(settings, definition.get("index_options"))
+        await self.es.indices.put_mapping(index=index, properties=properties, meta={**meta, META_KEY: sidecar_meta})
+        self.invalidate()
+
+    async def indexes_using(self, inference_id: str) -> tuple[list[str], list[str]]:
+        """An endpoint ``reference_finders`` entry: the indices whose semantic_text fields use
+        ``inference_id`` (for index or search)."""
+        semantics = await self.resolve("*")
+        indexes = [name for name, sem in semantics.items()
+                   if any(inference_id in (f.inference_id, f.search_inference_id) for f in sem.fields.values())]
+        return [], indexes

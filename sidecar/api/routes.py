@@ -1,0 +1,101 @@
+"""Every route the sidecar answers itself, in one table; anything else is passed through to
+Elasticsearch by the catch-all route at the end.
+
+Order matters: the first route whose method and path match wins (``/_inference/{id}/_update``
+before ``/_inference/{task_type}/{id}``, ``/{index}/_doc/{id}`` before ``/{index}``).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..proxy import proxy_handler
+from . import health, inference, mappings, ops, pipelines, reindex, root, search, writes
+
+INDEX = "{index:[^_/][^/]*}"  # an index name or expression (never an API like _cat)
+GET, PUT, POST, DELETE, HEAD = ("GET",), ("PUT",), ("POST",), ("DELETE",), ("HEAD",)
+GET_POST, PUT_POST = ("GET", "POST"), ("PUT", "POST")
+
+ROUTES: list[tuple[tuple[str, ...], str, object]] = [
+    # Inference API
+    (GET, "/_inference", inference.list_endpoints),
+    (GET, "/_inference/_all", inference.list_endpoints),
+    (GET, "/_inference/_services", inference.services_catalogue),
+    (GET, "/_inference/_services/{task_type}", inference.services_catalogue),
+    (PUT, "/_inference/{inference_id}/_update", inference.update_endpoint),
+    (PUT, "/_inference/{task_type}/{inference_id}/_update", inference.update_endpoint),
+    (GET, "/_inference/{task_type}/_all", inference.list_endpoints),
+    (GET, "/_inference/{inference_id}", inference.get_endpoint),
+    (GET, "/_inference/{task_type}/{inference_id}", inference.get_endpoint),
+    (PUT, "/_inference/{inference_id}", inference.put_endpoint),
+    (PUT, "/_inference/{task_type}/{inference_id}", inference.put_endpoint),
+    (DELETE, "/_inference/{inference_id}", inference.delete_endpoint),
+    (DELETE, "/_inference/{task_type}/{inference_id}", inference.delete_endpoint),
+    (POST, "/_inference/{inference_id}/_stream", inference.stream),
+    (POST, "/_inference/{task_type}/{inference_id}/_stream", inference.stream),
+    (POST, "/_inference/{inference_id}", inference.perform),
+    (POST, "/_inference/{task_type}/{inference_id}", inference.perform),
+    # Trained models
+    (GET, "/_ml/trained_models/_stats", inference.trained_model_stats),
+    (GET, "/_ml/trained_models/{model_id}/_stats", inference.trained_model_stats),
+    # Ingest pipelines
+    (GET_POST, "/_ingest/pipeline/_simulate", pipelines.simulate),
+    (GET_POST, "/_ingest/pipeline/{id}/_simulate", pipelines.simulate),
+    (GET, "/_ingest/pipeline", pipelines.get_pipeline),
+    (GET, "/_ingest/pipeline/{id}", pipelines.get_pipeline),
+    (PUT, "/_ingest/pipeline/{id}", pipelines.put_pipeline),
+    (DELETE, "/_ingest/pipeline/{id}", pipelines.delete_pipeline),
+    # Search and reads
+    (GET_POST, "/_search", search.search),
+    (GET_POST, f"/{INDEX}/_search", search.search),
+    (GET_POST, "/_msearch", search.msearch),
+    (GET_POST, f"/{INDEX}/_msearch", search.msearch),
+    (GET_POST, "/_count", search.count),
+    (GET_POST, f"/{INDEX}/_count", search.count),
+    (GET_POST, "/_mget", search.mget),
+    (GET_POST, f"/{INDEX}/_mget", search.mget),
+    (GET_POST, "/_all/_search", search.search),
+    (GET_POST, "/_all/_msearch", search.msearch),
+    (POST, "/_async_search", search.async_search),
+    (POST, f"/{INDEX}/_async_search", search.async_search),
+    (GET, f"/{INDEX}/_doc/{{id}}", search.get_doc),
+    (GET, f"/{INDEX}/_source/{{id}}", search.get_doc),
+    # Writes
+    (PUT_POST, "/_bulk", writes.bulk),
+    (PUT_POST, f"/{INDEX}/_bulk", writes.bulk),
+    (PUT_POST, f"/{INDEX}/_doc/{{id}}", writes.index_doc),
+    (PUT_POST, f"/{INDEX}/_create/{{id}}", writes.index_doc),
+    (POST, f"/{INDEX}/_doc", writes.index_doc),
+    (POST, f"/{INDEX}/_update/{{id}}", writes.update_doc),
+    # Mappings and templates
+    (PUT, f"/{INDEX}", mappings.create_index),
+    (PUT_POST, f"/{INDEX}/_mapping", mappings.put_mapping),
+    (PUT_POST, "/_index_template/{name}", mappings.put_template),
+    (PUT_POST, "/_component_template/{name}", mappings.put_template),
+    (PUT_POST, "/_template/{name}", mappings.put_template),
+    *((GET, path, mappings.get_with_mappings) for path in (
+        "/_mapping", f"/{INDEX}/_mapping", "/_index_template", "/_index_template/{name}",
+        "/_component_template", "/_component_template/{name}", "/_template", "/_template/{name}",
+        "/_index_template/_simulate_index/{name}", "/_index_template/_simulate/{name}")),
+    (POST, "/_index_template/_simulate_index/{name}", mappings.get_with_mappings),
+    (GET, f"/{INDEX}", mappings.get_index),
+    # Reindex and its tasks
+    (POST, "/_reindex", reindex.reindex),
+    (GET, "/_tasks/{task_id}", reindex.get_task),
+    (POST, "/_tasks/{task_id}/_cancel", reindex.cancel_task),
+    # The sidecar's own operations
+    (GET, "/_sidecar/metrics", ops.metrics_handler),
+    (GET, "/_sidecar/live", ops.live_handler),
+    (GET, "/_sidecar/ready", ops.ready_handler),
+    (GET, "/_sidecar/health", health.health_handler),
+    (GET, "/", root.root_handler),
+    (HEAD, "/", root.root_handler),
+]
+
+
+def register(router: web.UrlDispatcher) -> None:
+    for methods, path, handler in ROUTES:
+        for method in methods:
+            router.add_route(method, path, handler)  # type: ignore[arg-type]
+    # Everything else goes to Elasticsearch untouched.
+    router.add_route("*", "/{tail:.*}", proxy_handler)
