@@ -424,7 +424,7 @@ def _bad_highlight(body) -> bool:
     return any(o and not isinstance(o, dict) for o in options)
 
 
-# Once a 500 (sidecar/semantic/search.py:659 (_plan_highlight) takes the options of a highlighted field for an obj...): now an ES-shaped 4xx.
+# Once a 500 (sidecar/semantic/search/plan.py (plan_highlight) takes the options of a highlighted field for an obj...): now an ES-shaped 4xx.
 @pytest.mark.parametrize("options", [True, ["a"], "x"])
 def test_known_bug_highlight_field_options_not_an_object(sidecar_url, corpus, options):
     _send("POST", f"{sidecar_url}/{NAMES['index']}/_search",
@@ -470,7 +470,7 @@ def _known_search_bug(body) -> bool:
     return _bad_highlight(body) or _empty_semantic_field(body) or _bad_retriever_min_score(body)
 
 
-# Once a 500 (sidecar/semantic/search.py:339 (build_retriever) calls float() on a retriever's [min_score] whatever...): now an ES-shaped 4xx.
+# Once a 500 (sidecar/semantic/search/retrievers.py (build_retriever) calls float() on a retriever's [min_score] whatever...): now an ES-shaped 4xx.
 @pytest.mark.parametrize("min_score", [[], {"a": 1}, "x"])
 def test_known_bug_retriever_min_score_not_a_number(sidecar_url, corpus, min_score):
     _send("POST", f"{sidecar_url}/{NAMES['index']}/_search", json.dumps(
