@@ -37,7 +37,7 @@ from .api.keys import (
 )
 from .api.middleware import es_errors
 from .config import Config
-from .proxy import Upstream
+from .es.upstream import Upstream
 from .security import AUTHORIZER, FENCE, Authorizer, Fence, IndexFence, security_middleware
 
 log = logging.getLogger("sidecar")

@@ -8,111 +8,21 @@ headers are dropped per RFC 9110 §7.6.1, and connections to Elasticsearch are p
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
 from .api.keys import UPSTREAM
-from .errors import EsError, unavailable
+from .es.upstream import Upstream, end_to_end_headers
 
 log = logging.getLogger("sidecar.proxy")
 
-# RFC 9110 §7.6.1 hop-by-hop fields, plus the de-facto ones proxies also strip.
-HOP_BY_HOP = frozenset(
-    h.lower()
-    for h in (
-        "Connection",
-        "Keep-Alive",
-        "Proxy-Authenticate",
-        "Proxy-Authorization",
-        "Proxy-Connection",
-        "TE",
-        "Trailer",
-        "Transfer-Encoding",
-        "Upgrade",
-    )
-)
 CHUNK = 256 * 1024
 # Bodies up to this size are sent in one piece (headers and body in a single write, with a
 # Content-Length); larger ones, or ones still arriving, are streamed.
 SMALL_BODY = 64 * 1024
-
-
-def _connection_tokens(headers: Mapping[str, str]) -> set[str]:
-    tokens: set[str] = set()
-    for value in headers.getall("Connection", []) if hasattr(headers, "getall") else [headers.get("Connection", "")]:
-        tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
-    return tokens
-
-
-def end_to_end_headers(headers: Mapping[str, str], drop: Iterable[str] = ()) -> CIMultiDict[str]:
-    """Copy headers without hop-by-hop fields (and those named in ``Connection``)."""
-    skip = HOP_BY_HOP | _connection_tokens(headers) | {d.lower() for d in drop}
-    out: CIMultiDict[str] = CIMultiDict()
-    for key, value in headers.items():
-        if key.lower() not in skip:
-            out.add(key, value)
-    return out
-
-
-class Upstream:
-    """A pooled HTTP client to Elasticsearch used by the proxy and by sidecar handlers that
-    must talk to Elasticsearch with the caller's own credentials."""
-
-    def __init__(self, base_url: str, *, ssl: Any = None, limit: int = 256) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._ssl = ssl
-        self._limit = limit
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl, keepalive_timeout=30)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                auto_decompress=False,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
-            )
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-    def url(self, raw_path: str) -> str:
-        return self.base_url + raw_path
-
-    async def request(
-        self,
-        method: str,
-        raw_path: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        data: Any = None,
-        timeout: float | None = None,
-    ) -> aiohttp.ClientResponse:
-        """Send a request to Elasticsearch; connection failures become ES-shaped 503s."""
-        try:
-            return await self.session.request(
-                method,
-                self.url(raw_path),
-                headers=headers,
-                data=data,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=10) if timeout else None,
-            )
-        except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
-            raise es_unreachable(exc) from exc
-
-
-def es_unreachable(exc: BaseException) -> EsError:
-    detail = str(exc) or type(exc).__name__
-    return unavailable(f"Elasticsearch is unavailable: {detail}")
 
 
 def forwarded_request_headers(request: web.Request) -> CIMultiDict[str]:
@@ -129,17 +39,6 @@ def forwarded_request_headers(request: web.Request) -> CIMultiDict[str]:
     peer = request.remote or ""
     headers["X-Forwarded-For"] = f"{forwarded}, {peer}" if forwarded else peer
     return headers
-
-
-def body_content_type(headers: Mapping[str, str], ndjson: bool = False) -> str:
-    """The Content-Type for a body the sidecar sends on a caller's behalf. Elasticsearch
-    requires it to agree with a ``compatible-with`` Accept header (as the official clients send)."""
-    accept = headers.get("Accept", "")
-    kind = "x-ndjson" if ndjson else "json"
-    if "compatible-with=" in accept:
-        version = accept.split("compatible-with=")[-1].split(";")[0].split(",")[0].strip()
-        return f"application/vnd.elasticsearch+{kind}; compatible-with={version}"
-    return f"application/{kind}"
 
 
 async def _body_stream(request: web.Request) -> AsyncIterator[bytes]:

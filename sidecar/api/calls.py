@@ -9,7 +9,8 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from ..proxy import Upstream, body_content_type, forwarded_request_headers
+from ..es.upstream import Upstream, body_content_type
+from ..proxy import forwarded_request_headers
 from .keys import UPSTREAM
 
 _BODY_HEADERS = ("Content-Length", "Content-Encoding", "Transfer-Encoding", "Accept-Encoding", "Content-Type")

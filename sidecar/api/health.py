@@ -6,7 +6,7 @@ from aiohttp import web
 from elasticsearch import ApiError, TransportError
 
 from ..errors import EsError
-from ..proxy import Upstream
+from ..es.upstream import Upstream
 from .keys import ES, UPSTREAM
 from .render import json_response
 

@@ -13,9 +13,9 @@ if TYPE_CHECKING:
     from ..config import Config
     from ..endpoints.manager import InferenceEndpoints
     from ..es.node import NodeVersion
+    from ..es.upstream import Upstream
     from ..ingest import Pipelines
     from ..protocol.registry import Services
-    from ..proxy import Upstream
     from ..runtime import ModelManager
     from ..semantic.fill import SemanticFiller
     from ..semantic.metadata import SemanticIndices

@@ -8,7 +8,7 @@ import logging
 from aiohttp import web
 
 from ..errors import EsError, InferenceTimeout
-from ..proxy import es_unreachable
+from ..es.upstream import es_unreachable
 from .keys import NODE_VERSION
 from .render import error_response
 

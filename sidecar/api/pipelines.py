@@ -13,10 +13,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ..es.upstream import end_to_end_headers
 from ..ingest import Pipelines
 from ..ingest.definition import contains_inference
 from ..ingest.service import CallerRequest
-from ..proxy import end_to_end_headers, forwarded_request_headers, stream_response
+from ..proxy import forwarded_request_headers, stream_response
 from .keys import PIPELINES, UPSTREAM
 from .render import json_response
 

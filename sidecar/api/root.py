@@ -14,7 +14,8 @@ import orjson
 from aiohttp import web
 
 from ..errors import EsError
-from ..proxy import Upstream, forwarded_request_headers, stream_response
+from ..es.upstream import Upstream
+from ..proxy import forwarded_request_headers, stream_response
 from .keys import UPSTREAM
 from .render import json_response
 

@@ -15,7 +15,8 @@ import orjson
 from aiohttp import web
 
 from ..errors import EsError
-from ..proxy import Upstream, body_content_type, end_to_end_headers, forwarded_request_headers
+from ..es.upstream import Upstream, body_content_type, end_to_end_headers
+from ..proxy import forwarded_request_headers
 from ..singleflight import SingleFlight
 from .actions import Action
 

@@ -11,7 +11,7 @@ import orjson
 from multidict import CIMultiDict
 
 from ...errors import EsError
-from ...proxy import Upstream, body_content_type
+from ...es.upstream import Upstream, body_content_type
 
 _BODY_HEADERS = ("Content-Length", "Content-Encoding", "Transfer-Encoding", "Accept-Encoding", "Content-Type")
 

@@ -14,7 +14,7 @@ from elasticsearch import AsyncElasticsearch
 
 from ...errors import EsError
 from ...es.node import NodeVersion
-from ...proxy import Upstream
+from ...es.upstream import Upstream
 from ..metadata import SemanticIndices
 from ..queries.embedder import Embedder
 from ..queries.errors import parsing_error
