@@ -8,7 +8,7 @@ from typing import Any
 from yarl import URL
 
 from ..errors import validation
-from ..protocol.settings import SettingsReader, reject_unknown
+from ..protocol.settings import SettingsReader, java_map_repr, reject_unknown
 
 SERVICE = "service_settings"
 TASK = "task_settings"
@@ -64,6 +64,23 @@ def embedding_fields(reader: SettingsReader, default_similarity: str | None) -> 
         "similarity": similarity(reader) or default_similarity,
         "dimensions_set_by_user": True if dimensions is not None else None,
     }
+
+
+def string_map(reader: SettingsReader, key: str) -> dict[str, str] | None:
+    """An optional map whose values must be strings (``headers``); null values are dropped."""
+    raw = reader.mapping(key)
+    if raw is None:
+        return None
+    values = {k: v for k, v in raw.items() if v is not None}
+    for name, value in values.items():
+        if not isinstance(value, str):
+            shown = java_map_repr(value)
+            reader.error(
+                f"Map field [{key}] has an entry that is not valid, [{name} => {shown}]. "
+                f"Value type of [{shown}] is not one of [String]."
+            )
+            return None
+    return values
 
 
 def put_set(body: dict[str, Any], settings: dict[str, Any], *keys: str) -> dict[str, Any]:

@@ -14,7 +14,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from ..protocol.service import Completion, DenseEmbeddings, Endpoint, InputType
+from ..protocol.settings import SettingsReader
 from .client import HttpRequest
+from .common_settings import string_map
 from .errors import BAD_REQUEST, INPUT_VALIDATION, SERVER_BUSY, ErrorPolicy, malformed, stream_error
 from .responses import MalformedResponse, float_vectors, require
 from .service import RemoteService
@@ -213,6 +215,15 @@ def chat_body(
     return body
 
 
+# -- task settings -----------------------------------------------------------------------------
+
+
+def user_and_headers(ts: SettingsReader) -> dict[str, Any]:
+    """Elasticsearch's ``OpenAiTaskSettings``: ``user`` (sent in the body) and ``headers``
+    (string values, added to every request)."""
+    return {"user": ts.string("user"), "headers": string_map(ts, "headers")}
+
+
 # -- the service base --------------------------------------------------------------------------
 
 
@@ -247,7 +258,11 @@ class OpenAiStyle(RemoteService):
         return {"user": task_settings.get("user"), "dimensions": dimensions}
 
     def request(self, endpoint: Endpoint, kind: str, body: dict[str, Any]) -> HttpRequest:
-        return HttpRequest(self.request_url(endpoint, kind), json=body, headers=self.auth_headers(endpoint))
+        """The call, with the endpoint's ``headers`` task setting (where the service has one)
+        added after authentication, as Elasticsearch sets them."""
+        headers = self.auth_headers(endpoint)
+        headers.update(endpoint.task_settings.get("headers") or {})
+        return HttpRequest(self.request_url(endpoint, kind), json=body, headers=headers)
 
     # -- tasks ---------------------------------------------------------------------------------
     async def embed(
