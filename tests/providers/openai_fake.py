@@ -21,6 +21,9 @@ class FakeOpenAi(FakeProvider):
     chat_path = "/v1/chat/completions"
     dims = 4
     expect_model: str | None = None
+    # Whether streamed requests must carry stream_options.include_usage (some providers are
+    # sent none).
+    stream_usage = True
 
     def authorized(self, call: Call) -> bool:
         return call.headers.get("Authorization") == f"Bearer {self.key}"
@@ -39,8 +42,10 @@ class FakeOpenAi(FakeProvider):
                 return "'messages' must be a list of messages"
             if body.get("n") != 1 or not isinstance(body.get("stream"), bool):
                 return "'n' must be 1 and 'stream' a boolean"
-            if body["stream"] and body.get("stream_options") != {"include_usage": True}:
+            if body["stream"] and self.stream_usage and body.get("stream_options") != {"include_usage": True}:
                 return "streaming requests must ask for usage"
+            if not self.stream_usage and "stream_options" in body:
+                return "stream_options is not sent to this provider"
             return self.check_model(body)
         return f"unknown path {call.path}"
 
