@@ -22,5 +22,6 @@ class QueryRewriter(SemanticQueries, KnnQueries):
             "text_expansion": self._text_expansion,
             "weighted_tokens": self._weighted_tokens,
             "match": self._match,
+            "exists": self._exists,
             "knn": self._knn_query,
         })

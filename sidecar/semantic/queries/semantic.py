@@ -35,9 +35,9 @@ class SemanticQueries(SparseQueries):
 
     async def _embed_groups(self, groups: dict[str, list[tuple[str, SemanticField]]], text: str,
                             field_name: str) -> dict[str, QueryEmbedding | None]:
-        """Embed ``text`` once per endpoint that has indexed documents to search."""
-        wanted = [inference_id for inference_id, members in groups.items()
-                  if any(fld.model_settings for _, fld in members)]
+        """Embed ``text`` once per endpoint, as Elasticsearch does while rewriting the query even
+        where the field has no documents yet (an endpoint that no longer exists fails the search)."""
+        wanted = list(groups)
         results = await asyncio.gather(*(self._embed_for_field(i, text, groups[i]) for i in wanted))
         return dict(zip(wanted, results, strict=True))
 
@@ -46,6 +46,8 @@ class SemanticQueries(SparseQueries):
         try:
             return await self.ctx.embedder.embed(inference_id, text)
         except _WrongTask as wrong:
+            if not any(f.model_settings for _, f in members):
+                return None  # no documents: the field matches nothing whatever the endpoint
             fld = members[0][1]
             expected = TEXT_EXPANSION_RESULT if (fld.model_settings or {}).get("task_type") == "sparse_embedding" \
                 else TEXT_EMBEDDING_RESULT
@@ -124,6 +126,28 @@ class SemanticQueries(SparseQueries):
         self.leaves.append(SemanticLeaf(fld.name, indices, embedding))
         nested = {"path": chunks_path(fld.name), "query": child, "score_mode": "max", "ignore_unmapped": True}
         return decorate({"nested": nested}, boost, name)
+
+    # -- exists on semantic_text ---------------------------------------------------------------
+    async def _exists(self, body: Any) -> dict[str, Any]:
+        """A semantic_text field exists where it has embeddings (``SemanticTextFieldType.existsQuery``:
+        no match before the field's model settings are known)."""
+        field_name = body.get("field") if isinstance(body, dict) else None
+        if not isinstance(field_name, str):
+            return {"exists": body}
+        groups, others = self.split(field_name)
+        if not groups:
+            return {"exists": body}
+        self.changed = True
+        boost, name = body.get("boost"), body.get("_name")
+        # The field's path is the same in every index; where its embeddings are not mapped yet
+        # the nested query matches nothing.
+        semantic = frozenset(index for members in groups.values() for index, _ in members)
+        nested = {"path": chunks_path(field_name), "query": {"exists": {"field": embeddings_path(field_name)}},
+                  "score_mode": "none", "ignore_unmapped": True}
+        clauses = [(semantic, decorate({"constant_score": {"filter": {"nested": nested}}}, boost, name))]
+        if others:
+            clauses.append((frozenset(others), {"exists": body}))
+        return combine_per_index(clauses, self.all_indices, name)
 
     # -- match on semantic_text ----------------------------------------------------------------
     async def _match(self, body: Any) -> dict[str, Any]:

@@ -1,0 +1,88 @@
+"""semantic_text searches answered as Elasticsearch's own REST tests of the inference plugin
+expect them: ``exists``, a semantic query whose endpoint is gone, ``_inference_fields``, the
+pre-8.18 query paths, ``_field_caps`` and the ``text_similarity_reranker`` details — against
+the real node, with the packaged MiniLM model and the tiny local sparse and rerank models."""
+
+from __future__ import annotations
+
+import http_util as http
+import pytest
+import semantic_docs as sd
+
+pytestmark = pytest.mark.es
+
+
+@pytest.fixture(scope="module")
+def env(sidecar_url):
+    dense = sd.create_endpoint(sidecar_url, "text_embedding", sd.MINILM, "st-dense")
+    sparse = sd.create_endpoint(sidecar_url, "sparse_embedding", sd.TINY_SPARSE, "st-sparse")
+    dense_index = sd.create_index(sidecar_url, sd.uid("st-dense"), {
+        "inference_field": {"type": "semantic_text", "inference_id": dense}, "text_field": {"type": "text"}})
+    sparse_index = sd.create_index(sidecar_url, sd.uid("st-sparse"), {
+        "inference_field": {"type": "semantic_text", "inference_id": sparse}, "text_field": {"type": "text"}})
+    for index in (dense_index, sparse_index):
+        sd.index_docs(sidecar_url, index, {"doc1": {"text_field": "foo"},
+                                           "doc2": {"inference_field": "inference test"},
+                                           "doc3": {"inference_field": None}})
+    yield {"dense": dense, "sparse": sparse, "dense_index": dense_index, "sparse_index": sparse_index}
+    for name in (dense_index, sparse_index):
+        sd.delete_index(sidecar_url, name)
+    for endpoint in (dense, sparse):
+        sd.delete_endpoint(sidecar_url, endpoint)
+
+
+# -- exists (70_semantic_text_exists_query.yml) --------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["dense_index", "sparse_index"])
+def test_exists_finds_the_documents_with_a_value(sidecar_url, env, which):
+    status, body = sd.search(sidecar_url, env[which], {"query": {"exists": {"field": "inference_field"}}})
+    assert status == 200, body
+    assert body["hits"]["total"]["value"] == 1 and sd.ids(body) == ["doc2"]
+    assert body["hits"]["hits"][0]["_score"] == 1.0
+    status, body = http.json_request("POST", f"{sidecar_url}/{env[which]}/_count",
+                                     {"query": {"exists": {"field": "inference_field"}}})
+    assert status == 200 and body["count"] == 1, body
+
+
+def test_exists_before_any_document_matches_nothing(sidecar_url, env):
+    index = sd.create_index(sidecar_url, sd.uid("st-empty"), {
+        "inference_field": {"type": "semantic_text", "inference_id": env["sparse"]}})
+    try:
+        status, body = sd.search(sidecar_url, index, {"query": {"exists": {"field": "inference_field"}}})
+        assert status == 200 and body["hits"]["total"]["value"] == 0, body
+    finally:
+        sd.delete_index(sidecar_url, index)
+
+
+# -- a semantic query whose endpoint no longer exists ----------------------------------------------
+
+
+def test_semantic_query_on_a_missing_endpoint_is_not_found(sidecar_url, env):
+    missing = sd.uid("st-gone")
+    index = sd.create_index(sidecar_url, sd.uid("st-gone"), {
+        "inference_field": {"type": "semantic_text", "inference_id": missing}})
+    try:
+        status, body = sd.search(sidecar_url, index, {"query": {"semantic": {"field": "inference_field",
+                                                                              "query": "inference test"}}})
+        assert status == 404, body
+        assert body["error"]["type"] == "resource_not_found_exception"
+        assert body["error"]["reason"] == f"Inference endpoint not found [{missing}]"
+    finally:
+        sd.delete_index(sidecar_url, index)
+
+
+def test_semantic_query_after_the_endpoint_is_deleted_is_not_found(sidecar_url, env):
+    endpoint = sd.create_endpoint(sidecar_url, "sparse_embedding", sd.TINY_SPARSE, "st-deleted")
+    index = sd.create_index(sidecar_url, sd.uid("st-deleted"), {
+        "inference_field": {"type": "semantic_text", "inference_id": endpoint}})
+    try:
+        sd.index_docs(sidecar_url, index, {"1": {"inference_field": "inference test"}})
+        sd.delete_endpoint(sidecar_url, endpoint)
+        status, body = sd.search(sidecar_url, index, {"query": {"semantic": {"field": "inference_field",
+                                                                              "query": "inference test"}}})
+        assert status == 404, body
+        assert body["error"]["type"] == "resource_not_found_exception"
+        assert body["error"]["reason"] == f"Inference endpoint not found [{endpoint}]"
+    finally:
+        sd.delete_index(sidecar_url, index)
