@@ -65,10 +65,10 @@ async def _parts(app: web.Application) -> AsyncIterator[None]:
     from .ingest.store import index_name
     from .protocol.registry import ServiceContext, Services
     from .runtime import ModelManager
-    from .semantic.fill import EmbeddingCache, SemanticFiller
     from .semantic.metadata import SemanticIndices
     from .semantic.search import SemanticSearch
     from .tasks import Tasks
+    from .writes.fill import EmbeddingCache, SemanticFiller
 
     config = app[CONFIG]
     es = app[ES] = sidecar_client(config)
@@ -89,7 +89,8 @@ async def _parts(app: web.Application) -> AsyncIterator[None]:
         ttl_s=config.registry_ttl_s, settings_ttl_s=config.registry_ttl_s)
     # An endpoint in use by a pipeline or a semantic_text field is not deleted without force.
     endpoints.reference_finders += [pipelines.references, semantic.indexes_using]
-    app[FILLER] = SemanticFiller(endpoints.lookup, services, record_settings=semantic.record_model_settings,
+    app[FILLER] = SemanticFiller(endpoints.lookup, endpoints.inference,
+                                 record_settings=semantic.record_model_settings,
                                  cache=EmbeddingCache())
     app[SEARCH] = SemanticSearch(endpoints=endpoints, semantic=semantic, es=es, upstream=app[UPSTREAM],
                                  timeout_s=config.inference_timeout_s, node_version=node_version)

@@ -478,15 +478,15 @@ def test_known_bug_retriever_min_score_not_a_number(sidecar_url, corpus, min_sco
 
 
 REINDEX_BUGS = {
-    "max_docs param not a number (sidecar/semantic/reindex.py:71)":
+    "max_docs param not a number (sidecar/writes/reindex.py:71)":
         ("?max_docs=true", {"source": {"index": NAMES["plain"]}, "dest": {"index": NAMES["dest"]}}),
-    "source.index list with a non-string (sidecar/semantic/reindex.py:85)":
+    "source.index list with a non-string (sidecar/writes/reindex.py:85)":
         ("", {"source": {"index": [None]}, "dest": {"index": NAMES["dest"]}}),
-    "source.size not a number (sidecar/semantic/reindex.py:77)":
+    "source.size not a number (sidecar/writes/reindex.py:77)":
         ("", {"source": {"index": NAMES["plain"], "size": [1]}, "dest": {"index": NAMES["dest"]}}),
     "dest.index a list (sidecar/semantic/metadata.py:99 via sidecar/api/reindex.py:38)":
         ("", {"source": {"index": NAMES["plain"]}, "dest": {"index": [None]}}),
-    "max_docs not a number fails the task with a TypeError (sidecar/semantic/reindex.py:127)":
+    "max_docs not a number fails the task with a TypeError (sidecar/writes/reindex.py:127)":
         ("", {"source": {"index": NAMES["plain"]}, "dest": {"index": NAMES["dest"]}, "max_docs": "x"}),
     "missing source index answered 500, not 404 (sidecar/api/reindex.py:60)":
         ("", {"source": {"index": f"{PREFIX}-missing"}, "dest": {"index": NAMES["dest"]}}),

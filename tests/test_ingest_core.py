@@ -12,6 +12,7 @@ import pytest
 from elasticsearch import AsyncElasticsearch
 
 from sidecar.errors import EsError, not_found
+from sidecar.inference import Inference
 from sidecar.ingest import IngestDoc, Pipelines
 from sidecar.ingest.definition import (
     EsSegment,
@@ -146,6 +147,7 @@ class FakeEndpoints:
     def __init__(self) -> None:
         self.service = CountingService()
         self.services = SimpleNamespace(get=lambda name: self.service)
+        self.inference = Inference(self.resolve, self.services, timeout_s=self.default_timeout_s)
 
     async def resolve(self, inference_id: str) -> Endpoint:
         if inference_id != "counting":
@@ -251,7 +253,8 @@ async def test_unknown_endpoint_is_an_item_error(core):
 
 
 def test_guard_pipelines_by_node_capabilities():
-    from sidecar.ingest.residual import Capabilities, guard_pipeline, is_guard
+    from sidecar.es.capabilities import IngestCapabilities as Capabilities
+    from sidecar.ingest.residual import guard_pipeline, is_guard
 
     body = {"version": 4, "processors": []}
     full = Capabilities(frozenset({"fail", "remove", "set", "set_security_user"}), painless=True)
@@ -270,11 +273,11 @@ def test_guard_pipelines_by_node_capabilities():
 
 
 async def test_handlers_carry_failure_metadata_into_elasticsearch():
-    from sidecar.ingest.residual import CARRIER_FIELD, Capabilities, EsIngest
+    from sidecar.es.capabilities import IngestCapabilities
+    from sidecar.ingest.residual import CARRIER_FIELD, EsIngest
 
     backend = EsIngest(es=None)  # type: ignore[arg-type]
-    backend._caps = Capabilities(frozenset({"set", "remove"}), painless=True)
-    backend._caps_at = float("inf")
+    backend.caps.assume_ingest(IngestCapabilities(frozenset({"set", "remove"}), painless=True))
     inside = _doc({"a": 1})
     inside.ingest.update(on_failure_message="boom", on_failure_processor_type="inference",
                          on_failure_processor_tag=None)

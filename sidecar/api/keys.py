@@ -17,10 +17,10 @@ if TYPE_CHECKING:
     from ..ingest import Pipelines
     from ..protocol.registry import Services
     from ..runtime import ModelManager
-    from ..semantic.fill import SemanticFiller
     from ..semantic.metadata import SemanticIndices
     from ..semantic.search import SemanticSearch
     from ..tasks import Tasks
+    from ..writes.fill import SemanticFiller
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
 UPSTREAM: web.AppKey[Upstream] = web.AppKey("upstream")

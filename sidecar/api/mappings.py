@@ -12,7 +12,7 @@ from ..errors import EsError
 from ..proxy import proxy_handler
 from ..semantic import mappings as sem
 from ..semantic.layout import META_KEY
-from .calls import CallerClient
+from .calls import caller_for
 from .keys import ENDPOINTS, NODE_VERSION, SEMANTIC_INDICES
 from .render import json_response
 
@@ -26,7 +26,8 @@ async def forward_json(
     request: web.Request, method: str, path: str, body: Any = None
 ) -> tuple[int, dict[str, str], Any]:
     """Send a request upstream with the caller's headers and return the parsed JSON answer."""
-    return await CallerClient.for_request(request).call(method, path, body)
+    answer = await caller_for(request).send(method, path, body)
+    return answer.status, answer.headers, answer.body
 
 
 def _reply(request: web.Request, status: int, headers: dict[str, str], body: Any) -> web.Response:

@@ -16,8 +16,8 @@ from aiohttp import web
 from ..es.upstream import end_to_end_headers
 from ..ingest import Pipelines
 from ..ingest.definition import contains_inference
-from ..ingest.service import CallerRequest
 from ..proxy import forwarded_request_headers, stream_response
+from .calls import caller_for
 from .keys import PIPELINES, UPSTREAM
 from .render import json_response
 
@@ -45,25 +45,6 @@ def _headers(request: web.Request, *, json_body: bool):
                 content_type = f"application/vnd.elasticsearch+json; compatible-with={version}"
         headers["Content-Type"] = content_type
     return headers
-
-
-def _caller(request: web.Request) -> CallerRequest:
-    upstream = request.app[UPSTREAM]
-
-    async def call(method: str, path: str, body: Any) -> tuple[int, Any]:
-        data = orjson.dumps(body) if body is not None else None
-        headers = _headers(request, json_body=data is not None)
-        response = await upstream.request(method, path, headers=headers, data=data)
-        try:
-            raw = await response.read()
-        finally:
-            response.release()
-        try:
-            return response.status, (orjson.loads(raw) if raw.strip() else None)
-        except orjson.JSONDecodeError:
-            return response.status, {"error": {"type": "exception", "reason": raw.decode(errors="replace")}}
-
-    return call
 
 
 async def _send(request: web.Request, data: bytes | None):
@@ -120,19 +101,20 @@ async def put_pipeline(request: web.Request) -> web.StreamResponse:
     if not contains_inference(body):
         return await _forward_then(request, raw, lambda: pipelines.discard([pipeline_id]))
     guard = await pipelines.prepare(pipeline_id, body)
-    status, answer = await _caller(request)("PUT", request.raw_path, guard)
-    if 200 <= status < 300:
+    answer = await caller_for(request).send("PUT", request.raw_path, guard)
+    if 200 <= answer.status < 300:
         await pipelines.save(pipeline_id, body)
-    return json_response(answer, status=status, request=request)
+    return json_response(answer.body, status=answer.status, request=request)
 
 
 async def get_pipeline(request: web.Request) -> web.StreamResponse:
     if request.query.get("summary") not in (None, "false"):
         return await _forward(request, None)
-    status, answer = await _caller(request)("GET", request.raw_path, None)
-    if status == 200 and isinstance(answer, dict):
-        answer = await _pipelines(request).merge(answer)
-    return json_response(answer, status=status, request=request)
+    answer = await caller_for(request).send("GET", request.raw_path)
+    body = answer.body
+    if answer.status == 200 and isinstance(body, dict):
+        body = await _pipelines(request).merge(body)
+    return json_response(body, status=answer.status, request=request)
 
 
 async def delete_pipeline(request: web.Request) -> web.StreamResponse:
@@ -146,7 +128,7 @@ async def simulate(request: web.Request) -> web.StreamResponse:
     if verbose is None:
         return await _forward(request, raw)
     result = await _pipelines(request).simulate(
-        request.match_info.get("id"), _json(raw), verbose=verbose, caller=_caller(request)
+        request.match_info.get("id"), _json(raw), verbose=verbose, caller=caller_for(request)
     )
     if result is None:
         return await _forward(request, raw)

@@ -8,10 +8,11 @@ from aiohttp import web
 
 from ..endpoints.timevalue import parse_time_value
 from ..errors import EsError
+from ..es.caller import Caller
 from ..proxy import proxy_handler
-from ..semantic.reindex import Reindexer, ReindexSpec
 from ..tasks import Tasks
-from .calls import CallerClient
+from ..writes.reindex import Reindexer, ReindexSpec
+from .calls import caller_for
 from .keys import NODE_VERSION, PIPELINES, SEMANTIC_INDICES, TASKS
 from .render import json_response
 from .writes import make_processor
@@ -19,10 +20,10 @@ from .writes import make_processor
 ACTION = "indices:data/write/reindex"
 
 
-async def _needs_sidecar(app: web.Application, spec: ReindexSpec, client: CallerClient) -> bool:
+async def _needs_sidecar(app: web.Application, spec: ReindexSpec, client: Caller) -> bool:
     if await app[SEMANTIC_INDICES].for_write(spec.dest_index) is not None:
         return True
-    return await app[PIPELINES].plan(spec.dest_index, spec.pipeline, client.headers) is not None
+    return await app[PIPELINES].plan(spec.dest_index, spec.pipeline) is not None
 
 
 async def reindex(request: web.Request) -> web.StreamResponse:
@@ -31,7 +32,7 @@ async def reindex(request: web.Request) -> web.StreamResponse:
         body = orjson.loads(raw) if raw.strip() else None
     except orjson.JSONDecodeError:
         body = None
-    client = CallerClient.for_request(request)
+    client = caller_for(request)
     spec = None
     dest = body.get("dest") if isinstance(body, dict) else None
     if isinstance(dest, dict) and "index" in dest and not isinstance(dest["index"], str):
@@ -43,12 +44,12 @@ async def reindex(request: web.Request) -> web.StreamResponse:
         if await _needs_sidecar(request.app, probe, client):
             spec = ReindexSpec.parse(body, request.query.get("max_docs"))
     if spec is None:
-        status, headers, answer = await client.call("POST", request.raw_path, body)
-        return json_response(answer, status=status, request=request, headers=headers)
+        answer = await client.send("POST", request.raw_path, body)
+        return json_response(answer.body, status=answer.status, request=request, headers=answer.headers)
 
     query = {k: v for k, v in request.query.items() if k in ("refresh", "timeout", "wait_for_active_shards")}
     processor = make_processor(request.app, client, query)
-    reindexer = Reindexer(spec, client.call, processor,
+    reindexer = Reindexer(spec, client, processor,
                           vectors_params=await request.app[NODE_VERSION].vectors_params())
     tasks: Tasks = request.app[TASKS]
 

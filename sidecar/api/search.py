@@ -13,6 +13,7 @@ from aiohttp import web
 
 from ..proxy import forwarded_request_headers, proxy_handler, stream_response
 from ..semantic.search import Answer, Caller, SemanticSearch
+from .calls import caller_for
 from .filter_path import filter_response
 from .keys import SEARCH, UPSTREAM
 from .render import json_response
@@ -22,10 +23,6 @@ INDEX = "{index:[^_/][^/]*}"
 
 def _service(request: web.Request) -> SemanticSearch:
     return request.app[SEARCH]
-
-
-def _caller(request: web.Request) -> Caller:
-    return Caller(request.app[UPSTREAM], forwarded_request_headers(request))
 
 
 async def _forward(request: web.Request, raw: bytes | None, path: str | None = None) -> web.StreamResponse:
@@ -76,7 +73,7 @@ async def _search(request: web.Request, endpoint: str) -> web.StreamResponse:
     plan = await service.plan(index, request.query, body)
     if not plan.changed and not plan.execute_here and not plan.post.needed:
         return await _forward(request, raw)
-    caller = _caller(request)
+    caller = caller_for(request)
     return _reply(request, await service.search(caller, plan, endpoint), caller)
 
 
@@ -112,7 +109,7 @@ async def msearch(request: web.Request) -> web.StreamResponse:
         if not await service.any_semantic(indices):
             return await _forward(request, raw)
     plans = await service.plan_msearch(index, request.query, items)
-    caller = _caller(request)
+    caller = caller_for(request)
     return _reply(request, await service.msearch(caller, index, request.query, items, plans), caller)
 
 
@@ -124,7 +121,7 @@ async def count(request: web.Request) -> web.StreamResponse:
     rewritten = None if body is None or body is _INVALID else await service.count_body(index, request.query, body)
     if rewritten is None:
         return await _forward(request, raw)
-    caller = _caller(request)
+    caller = caller_for(request)
     return _reply(request, await caller.send("POST", request.rel_url.raw_path, rewritten, dict(request.query)),
                   caller)
 
@@ -145,5 +142,5 @@ async def mget(request: web.Request) -> web.StreamResponse:
     if rewritten is None:
         return await _forward(request, raw)
     params, new_body = rewritten
-    caller = _caller(request)
+    caller = caller_for(request)
     return _reply(request, await caller.send("POST", request.rel_url.raw_path, new_body, params), caller)

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EsError, action_request_validation, not_found, status_exception, timeout, validation
+from ..inference import Inference, Target
 from ..protocol.registry import Services
 from ..protocol.service import Endpoint, InputType, Service, TaskType
 from ..protocol.settings import java_map_repr
@@ -61,6 +62,8 @@ class InferenceEndpoints:
         self.node_version = node_version
         self.services = services
         self.default_timeout_s = default_timeout_s
+        # The one way inference runs (this registry resolves the endpoints).
+        self.inference = Inference(self.resolve, services, timeout_s=default_timeout_s)
         self.reference_finders: list[ReferenceFinder] = []
         self._updating: set[str] = set()
         self._defaults = default_endpoints()
@@ -401,10 +404,7 @@ class InferenceEndpoints:
             if request.get(key) is not None:
                 task_settings[key] = request[key]
         wait = self.default_timeout_s if timeout_s is None else timeout_s
-        try:
-            return await asyncio.wait_for(self._dispatch(service, endpoint, request, task_settings, wait), wait)
-        except TimeoutError:
-            raise timeout(f"Request timed out waiting to be sent after [{wait:g}s]") from None
+        return await self._dispatch(self.inference.of(endpoint), request, task_settings, wait)
 
     async def open_stream(
         self, inference_id: str, task_type: str | None, body: Any, *, timeout_s: float | None = None
@@ -437,7 +437,7 @@ class InferenceEndpoints:
         else:
             request = dict(body)
         wait = self.default_timeout_s if timeout_s is None else timeout_s
-        return service.stream(endpoint, request, wait)
+        return self.inference.stream(self.inference.of(endpoint), request, wait)
 
     @staticmethod
     def _parse_infer_body(endpoint: Endpoint, body: Any) -> dict[str, Any]:
@@ -497,27 +497,27 @@ class InferenceEndpoints:
             "return_documents": body.get("return_documents"),
         }
 
-    async def _dispatch(self, service: Service, endpoint: Endpoint, request: dict[str, Any],
+    async def _dispatch(self, target: Target, request: dict[str, Any],
                         task_settings: dict[str, Any], wait: float | None) -> dict[str, Any]:
-        task = endpoint.task_type
+        task = target.endpoint.task_type
         inputs = request["inputs"]
         if task is TaskType.TEXT_EMBEDDING:
             input_type = request["input_type"] or (
                 InputType(task_settings["input_type"]) if task_settings.get("input_type") in
                 {t.value for t in InputType} else None
             )
-            result = await service.embed(endpoint, inputs, input_type, task_settings, wait)
+            result = await self.inference.embed(target, inputs, input_type, task_settings, wait)
             key = {"float": "text_embedding", "byte": "text_embedding_bytes", "bit": "text_embedding_bits"}[
                 result.element_type
             ]
             return {key: [{"embedding": vector} for vector in result.vectors]}
         if task is TaskType.SPARSE_EMBEDDING:
-            results = await service.sparse_embed(endpoint, inputs, None, task_settings, wait)
+            results = await self.inference.sparse_embed(target, inputs, None, task_settings, wait)
             return {
                 "sparse_embedding": [{"is_truncated": r.is_truncated, "embedding": r.tokens} for r in results]
             }
         if task is TaskType.RERANK:
-            ranked = await service.rerank(endpoint, request["query"], inputs, task_settings, wait)
+            ranked = await self.inference.rerank(target, request["query"], inputs, task_settings, wait)
             out = []
             for doc in ranked:
                 item: dict[str, Any] = {"index": doc.index, "relevance_score": doc.relevance_score}
@@ -526,6 +526,6 @@ class InferenceEndpoints:
                 out.append(item)
             return {"rerank": out}
         if task is TaskType.COMPLETION:
-            results = await service.complete(endpoint, inputs, task_settings, wait)
+            results = await self.inference.complete(target, inputs, task_settings, wait)
             return {"completion": [{"result": r.result} for r in results]}
         raise status_exception(400, f"Unsupported task type [{task.value}]")

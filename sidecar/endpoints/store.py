@@ -21,16 +21,15 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from elasticsearch import ApiError, AsyncElasticsearch, ConflictError, NotFoundError
-from elasticsearch import ConnectionError as EsConnectionError
+from elasticsearch import AsyncElasticsearch, ConflictError, NotFoundError
 from elasticsearch import TransportError as EsTransportError
 
-from ..errors import EsError, already_exists, status_exception, unavailable
+from ..errors import EsError, already_exists, status_exception
+from ..es.cache import Entry, ReadCache
+from ..es.errors import CLIENT_FAILURES, translate
 from ..protocol.service import Endpoint, TaskType
-from ..singleflight import SingleFlight
 from .secrets import SecretBox
 
 # Ids a stored endpoint can have (creation validates them): anything else is simply absent,
@@ -59,23 +58,11 @@ _SECRETS_MAPPING = {
 }
 
 
-@dataclass
-class _Cached:
-    endpoint: Endpoint
-    seq_no: int
-    primary_term: int
-    checked_at: float
+_STORE = "inference endpoint store"
 
 
 def _es_failure(exc: Exception) -> EsError:
-    if isinstance(exc, EsConnectionError):
-        return unavailable(f"Elasticsearch is unavailable: {exc.message if hasattr(exc, 'message') else exc}")
-    status = exc.meta.status if isinstance(exc, ApiError) else 500
-    return status_exception(status if status >= 500 else 500,
-                            f"Failed to access the inference endpoint store: {exc}")
-
-
-_FAILURES = (EsConnectionError, EsTransportError, ApiError)
+    return translate(exc, _STORE)
 
 
 class EndpointStore:
@@ -86,9 +73,7 @@ class EndpointStore:
         self.index = prefix
         self.secrets_index = f"{prefix}-secrets"
         self.ttl_s = ttl_s
-        self._cache: dict[str, _Cached] = {}
-        # Forgotten at every write of this process: a load that began before it caches nothing.
-        self._loads: SingleFlight[Endpoint | None] = SingleFlight()
+        self._cache: ReadCache[Endpoint] = ReadCache(ttl_s)
         self._ready = False
         self._ready_lock = asyncio.Lock()
 
@@ -110,18 +95,17 @@ class EndpointStore:
                             if "resource_already_exists_exception" not in str(exc):
                                 raise
                 await self.es.cluster.health(index=self.index, wait_for_status="yellow", timeout="30s")
-            except _FAILURES as exc:
+            except CLIENT_FAILURES as exc:
                 raise _es_failure(exc) from exc
             self._ready = True
 
     def _forget_indices(self, exc: Exception) -> None:
         if isinstance(exc, NotFoundError) and "index_not_found" in str(exc):
             self._ready = False
-            self._cache.clear()
+            self._cache.forget()
 
     def _written(self, inference_id: str) -> None:
-        self._cache.pop(inference_id, None)
-        self._loads.forget(inference_id)
+        self._cache.forget(inference_id)
 
     # -- reads -----------------------------------------------------------------------------
     def _to_endpoint(self, source: dict[str, Any], secrets: dict[str, Any] | None) -> Endpoint:
@@ -150,38 +134,28 @@ class EndpointStore:
         concurrent callers share one re-check."""
         if not _STORABLE_ID.match(inference_id):
             return None
-        cached = self._cache.get(inference_id)
-        if cached is not None and time.monotonic() - cached.checked_at < self.ttl_s:
-            return cached.endpoint
-        return await self._loads.run(inference_id, lambda: self._load(inference_id))
+        return await self._cache.get(inference_id, lambda cached: self._load(inference_id, cached), None)
 
-    async def _load(self, inference_id: str) -> Endpoint | None:
+    async def _load(self, inference_id: str, cached: Entry[Endpoint] | None) -> Entry[Endpoint] | None:
         now = time.monotonic()
-        generation = self._loads.generation
-        cached = self._cache.get(inference_id)
         await self.ensure_indices()
         try:
             if cached is not None:
                 head = await self.es.get(index=self.index, id=inference_id, source=False)
-                if head["_seq_no"] == cached.seq_no and head["_primary_term"] == cached.primary_term:
-                    cached.checked_at = now
-                    return cached.endpoint
+                if (head["_seq_no"], head["_primary_term"]) == cached.version:
+                    return Entry(cached.value, now, cached.version)
             doc = await self.es.get(index=self.index, id=inference_id)
         except NotFoundError as exc:
             self._forget_indices(exc)
-            if generation == self._loads.generation:
-                self._cache.pop(inference_id, None)
             return None
-        except _FAILURES as exc:
+        except CLIENT_FAILURES as exc:
             raise _es_failure(exc) from exc
         source = doc["_source"]
         secrets = await self._load_secrets(inference_id, source.get("has_secrets", False))
         endpoint = self._to_endpoint(source, secrets)
         if secrets is None:
             endpoint.secrets_missing = True
-        if generation == self._loads.generation:
-            self._cache[inference_id] = _Cached(endpoint, doc["_seq_no"], doc["_primary_term"], now)
-        return endpoint
+        return Entry(endpoint, now, (doc["_seq_no"], doc["_primary_term"]))
 
     async def list(self, task_type: TaskType | None = None) -> list[Endpoint]:
         """All stored endpoints (without secrets), sorted by id."""
@@ -198,7 +172,7 @@ class EndpointStore:
         except NotFoundError as exc:
             self._forget_indices(exc)
             return []
-        except _FAILURES as exc:
+        except CLIENT_FAILURES as exc:
             raise _es_failure(exc) from exc
         for hit in resp["hits"]["hits"]:
             out.append(self._to_endpoint(hit["_source"], {}))
@@ -210,7 +184,7 @@ class EndpointStore:
         await self.ensure_indices()
         try:
             return bool(await self.es.exists(index=self.index, id=inference_id))
-        except _FAILURES as exc:
+        except CLIENT_FAILURES as exc:
             raise _es_failure(exc) from exc
 
     # -- writes ----------------------------------------------------------------------------
@@ -237,7 +211,7 @@ class EndpointStore:
             )
         except ConflictError:
             raise already_exists(f"Inference endpoint [{endpoint.inference_id}] already exists") from None
-        except _FAILURES as exc:
+        except CLIENT_FAILURES as exc:
             raise _es_failure(exc) from exc
         if ciphertext is not None:
             try:
@@ -290,7 +264,7 @@ class EndpointStore:
             found = True
         except NotFoundError:
             found = False
-        except _FAILURES as exc:
+        except CLIENT_FAILURES as exc:
             raise _es_failure(exc) from exc
         try:
             await self.es.delete(index=self.secrets_index, id=inference_id, refresh="true")

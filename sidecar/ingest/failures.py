@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import EsError
+from ..es.errors import UpstreamError, error_object
 
 # Status of an ingest failure by exception type (Elasticsearch's ``ExceptionsHelper.status``);
 # the simulate API does not report it, so failures of Elasticsearch-run processors use this.
@@ -26,27 +27,6 @@ _STATUS_BY_TYPE = {
     "es_rejected_execution_exception": 429,
     "circuit_breaking_exception": 429,
 }
-
-
-class UpstreamError(EsError):
-    """An error whose body Elasticsearch produced (or that is shaped exactly like one):
-    rendered as-is, ``root_cause`` and ``caused_by`` included."""
-
-    def __init__(self, status: int, error: dict[str, Any]) -> None:
-        super().__init__(status, str(error.get("type", "exception")), str(error.get("reason", "")))
-        self.error = error
-
-    def to_cause(self) -> dict[str, Any]:
-        return {k: v for k, v in self.error.items() if k != "root_cause"}
-
-    def to_body(self) -> dict[str, Any]:
-        return {"error": self.error, "status": self.status}
-
-
-def error_object(type_: str, reason: str, **extra: Any) -> dict[str, Any]:
-    """An exception as ``generateFailureXContent`` renders it (one root cause)."""
-    cause = {"type": type_, "reason": reason, **extra}
-    return {"root_cause": [dict(cause)], **cause}
 
 
 @dataclass
@@ -90,7 +70,7 @@ class Failure:
         return cls(error, status, located=False)
 
     def to_error(self) -> UpstreamError:
-        return UpstreamError(self.status, self.error)
+        return UpstreamError.of(self.status, self.error)
 
 
 def from_exception(exc: BaseException) -> Failure:

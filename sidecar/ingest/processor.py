@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EsError
+from ..inference import Target
 from ..protocol.service import DenseEmbeddings, InputType, TaskType
 from .document import DocState, FieldError, dig, get_field, set_or_append
 from .failures import Failure, from_exception
@@ -97,14 +98,14 @@ class InferenceRunner:
         self.endpoints = endpoints
         self.timeout_s = timeout_s if timeout_s is not None else getattr(endpoints, "default_timeout_s", 30.0)
 
-    async def _endpoint(self, spec: InferenceSpec):
+    async def _target(self, spec: InferenceSpec) -> Target:
         try:
-            endpoint = await self.endpoints.resolve(spec.model_id)
+            target = await self.endpoints.inference.target(spec.model_id)
         except EsError as err:
             if err.status == 404:
                 raise _not_found(spec) from None
             raise
-        service = self.endpoints.services.get(endpoint.service)
+        endpoint, service = target.endpoint, target.service
         task = endpoint.task_type
         if spec.inputs is None and service.name not in LOCAL_SERVICES:
             raise EsError(400, "status_exception",
@@ -116,28 +117,29 @@ class InferenceRunner:
             raise EsError(400, "status_exception",
                           f"Endpoint [{spec.model_id}] with task type [chat_completion] can only be used with the "
                           f"[_inference/chat_completion/{spec.model_id}/_stream] API")
-        return endpoint, service
+        return target
 
-    async def _call(self, endpoint, service, texts: list[str]) -> list[_Result]:
-        task = endpoint.task_type
-        settings = dict(endpoint.task_settings)
+    async def _call(self, target: Target, texts: list[str]) -> list[_Result]:
+        inference = self.endpoints.inference
+        task = target.endpoint.task_type
+        settings = dict(target.endpoint.task_settings)
         if task is TaskType.TEXT_EMBEDDING:
-            dense: DenseEmbeddings = await service.embed(endpoint, texts, InputType.INGEST, settings, self.timeout_s)
+            dense: DenseEmbeddings = await inference.embed(target, texts, InputType.INGEST, settings, self.timeout_s)
             truncated = dense.truncated or [False] * len(texts)
             if dense.element_type == "float":
                 return [_Result(_float_list(v), bool(t)) for v, t in zip(dense.vectors, truncated, strict=True)]
             return [_Result([float(x) for x in v], bool(t)) for v, t in zip(dense.vectors, truncated, strict=True)]
         if task is TaskType.SPARSE_EMBEDDING:
-            sparse = await service.sparse_embed(endpoint, texts, InputType.INGEST, settings, self.timeout_s)
+            sparse = await inference.sparse_embed(target, texts, InputType.INGEST, settings, self.timeout_s)
             return [_Result({t: _float32(w) for t, w in s.tokens.items()}, s.is_truncated) for s in sparse]
-        completions = await service.complete(endpoint, texts, settings, self.timeout_s)
+        completions = await inference.complete(target, texts, settings, self.timeout_s)
         return [_Result(c.result) for c in completions]
 
-    async def _infer(self, endpoint, service, texts: list[str]) -> list[_Result | Failure]:
+    async def _infer(self, target: Target, texts: list[str]) -> list[_Result | Failure]:
         """All texts, in chunks of the service's batch size sent concurrently."""
-        size = max(1, int(getattr(service, "batch_size", 16) or 16))
+        size = max(1, int(getattr(target.service, "batch_size", 16) or 16))
         chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
-        outcomes = await asyncio.gather(*(self._call(endpoint, service, c) for c in chunks), return_exceptions=True)
+        outcomes = await asyncio.gather(*(self._call(target, c) for c in chunks), return_exceptions=True)
         results: list[_Result | Failure] = []
         for chunk, outcome in zip(chunks, outcomes, strict=True):
             if isinstance(outcome, BaseException):
@@ -168,13 +170,13 @@ class InferenceRunner:
         if not wanted:
             return out
         try:
-            endpoint, service = await self._endpoint(spec)
+            target = await self._target(spec)
         except EsError as err:
             for i, _ in wanted:
                 out[i] = Failure.from_error(err)
             return out
         flat = [t for _, texts in wanted for t in texts]
-        results = await self._infer(endpoint, service, flat)
+        results = await self._infer(target, flat)
         position = 0
         for i, texts in wanted:
             mine = results[position:position + len(texts)]

@@ -22,18 +22,18 @@ holds under the id of a sidecar pipeline (:func:`guard_pipeline`).
 from __future__ import annotations
 
 import asyncio
-import time
-from dataclasses import dataclass
 from typing import Any
 
 from elasticsearch import ApiError, AsyncElasticsearch
 from elasticsearch import ConnectionError as EsConnectionError
 from elasticsearch import TransportError as EsTransportError
 
-from ..errors import EsError, unavailable
+from ..errors import EsError
+from ..es.capabilities import Capabilities, IngestCapabilities
+from ..es.errors import UpstreamError, translate
 from .definition import STAND_IN, STAND_IN_FIELD, EsSegment, Node, es_view
 from .document import ON_FAILURE_KEYS, DocState
-from .failures import Failure, UpstreamError, error_object
+from .failures import Failure
 from .inference_options import INFERENCE
 
 DROPPED = "dropped"
@@ -48,24 +48,7 @@ def guard_message(pipeline_id: str) -> str:
     return f"pipeline [{pipeline_id}] contains inference processors and must be run through es-inference-sidecar"
 
 
-@dataclass
-class Capabilities:
-    processors: frozenset[str]
-    painless: bool
-
-    @property
-    def metadata_prelude(self) -> bool:
-        return {"set", "remove"} <= self.processors
-
-    @property
-    def conditional_guard(self) -> bool:
-        return {"fail", "remove"} <= self.processors and self.painless
-
-
-DEFAULT_DISTRIBUTION = Capabilities(frozenset({"fail", "remove", "set", STAND_IN}), painless=True)
-
-
-def guard_pipeline(pipeline_id: str, body: dict[str, Any], caps: Capabilities) -> dict[str, Any]:
+def guard_pipeline(pipeline_id: str, body: dict[str, Any], caps: IngestCapabilities) -> dict[str, Any]:
     """What Elasticsearch holds under the id of a pipeline the sidecar runs.
 
     * With ``fail``, ``remove`` and painless (every default distribution): a ``fail``
@@ -104,13 +87,6 @@ def is_guard(config: Any) -> bool:
     return isinstance(meta, dict) and meta.get("managed_by") == MANAGED_BY
 
 
-def _upstream_error(exc: Exception) -> EsError:
-    if isinstance(exc, ApiError):
-        body = exc.body
-        if isinstance(body, dict) and isinstance(body.get("error"), dict):
-            return UpstreamError(exc.meta.status, body["error"])
-        return UpstreamError(exc.meta.status, error_object("exception", str(body)))
-    return unavailable(f"Elasticsearch is unavailable: {exc}")
 
 
 _FAILURES = (ApiError, EsConnectionError, EsTransportError)
@@ -119,43 +95,12 @@ _FAILURES = (ApiError, EsConnectionError, EsTransportError)
 class EsIngest:
     """Elasticsearch's side of running pipelines (with the sidecar's own credentials)."""
 
-    def __init__(self, es: AsyncElasticsearch, *, capabilities_ttl_s: float = 60.0) -> None:
+    def __init__(self, es: AsyncElasticsearch, *, capabilities: Capabilities | None = None) -> None:
         self.es = es
-        self.capabilities_ttl_s = capabilities_ttl_s
-        self._caps: Capabilities | None = None
-        self._caps_at = 0.0
-        self._caps_lock = asyncio.Lock()
+        self.caps = capabilities or Capabilities(es)
 
-    # -- node capabilities ------------------------------------------------------------------
-    async def capabilities(self) -> Capabilities:
-        if self._caps is not None and time.monotonic() - self._caps_at < self.capabilities_ttl_s:
-            return self._caps
-        async with self._caps_lock:
-            if self._caps is not None and time.monotonic() - self._caps_at < self.capabilities_ttl_s:
-                return self._caps
-            try:
-                resp = await self.es.nodes.info(
-                    metric="ingest,plugins",
-                    filter_path="nodes.*.ingest.processors.type,nodes.*.modules.name,nodes.*.plugins.name",
-                )
-            except ApiError as exc:
-                if exc.meta.status != 403:
-                    raise _upstream_error(exc) from exc
-                # Without the monitor privilege: assume a default distribution.
-                self._caps, self._caps_at = DEFAULT_DISTRIBUTION, time.monotonic()
-                return self._caps
-            except (EsConnectionError, EsTransportError) as exc:
-                raise _upstream_error(exc) from exc
-            processors: set[str] | None = None
-            painless = True
-            for node in (resp.body.get("nodes") or {}).values():
-                types = {p.get("type") for p in (node.get("ingest") or {}).get("processors") or []}
-                processors = types if processors is None else processors & types
-                names = {m.get("name") for m in (node.get("modules") or []) + (node.get("plugins") or [])}
-                painless = painless and "lang-painless" in names
-            self._caps = Capabilities(frozenset(processors or ()), painless and processors is not None)
-            self._caps_at = time.monotonic()
-            return self._caps
+    async def capabilities(self) -> IngestCapabilities:
+        return await self.caps.ingest()
 
     # -- simulate ---------------------------------------------------------------------------
     async def _simulate(self, docs: list[dict[str, Any]], *, processors: list[dict[str, Any]] | None = None,
@@ -166,7 +111,7 @@ class EsIngest:
             else:
                 resp = await self.es.ingest.simulate(pipeline={"processors": processors}, docs=docs, verbose=verbose)
         except _FAILURES as exc:
-            raise _upstream_error(exc) from exc
+            raise translate(exc) from exc
         return list(resp.body.get("docs") or [])
 
     async def _prelude(self, docs: list[DocState]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -288,12 +233,12 @@ class EsIngest:
         try:
             await self.es.ingest.simulate(pipeline=view, docs=[{"_source": {}}])
         except ApiError as exc:
-            err = _upstream_error(exc)
+            err = translate(exc)
             if isinstance(err, UpstreamError) and not _uses(body, STAND_IN):
                 raise _as_inference_error(err) from None
             raise err from None
         except (EsConnectionError, EsTransportError) as exc:
-            raise _upstream_error(exc) from exc
+            raise translate(exc) from exc
 
 
 def _apply(doc: DocState, entry: Any) -> Failure | str | None:
@@ -339,4 +284,4 @@ def _rename(error: Any) -> Any:
 
 def _as_inference_error(err: UpstreamError) -> UpstreamError:
     """An error Elasticsearch raised about a stand-in is about the inference processor."""
-    return UpstreamError(err.status, _rename(err.error))
+    return UpstreamError.of(err.status, _rename(err.error))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,10 +16,11 @@ from elasticsearch import ConnectionError as EsConnectionError
 from elasticsearch import TransportError as EsTransportError
 
 from ..errors import EsError
+from ..es.caller import Caller
 from ..singleflight import SingleFlight
 from .definition import compile_pipeline, contains_inference
 from .document import META_KEYS, DocState, ingest_timestamp
-from .failures import Failure, UpstreamError
+from .failures import Failure
 from .processor import InferenceRunner
 from .residual import DROPPED, FINAL_MARK_FIELD, EsIngest, guard_pipeline, is_guard
 from .runner import PipelineRunner
@@ -28,9 +28,6 @@ from .store import PipelineStore
 
 SIMULATED_PIPELINE_ID = "_simulate_pipeline"
 NONE = "_none"
-# (method, path with query string, JSON body or None) -> (status, parsed body), sent to
-# Elasticsearch with the caller's own credentials.
-CallerRequest = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
 
 
 # What Elasticsearch adds to each pipeline it lists (9.x: ``pipeline_tracking_info``). The guard is
@@ -127,17 +124,14 @@ class Pipelines:
         self._settings_loads: SingleFlight[_Settings] = SingleFlight()
 
     # == the bulk path ============================================================================
-    async def plan(self, index: str, request_pipeline: str | None = None,
-                   caller_headers: Any = None) -> IngestPlan | None:
+    async def plan(self, index: str, request_pipeline: str | None = None) -> IngestPlan | None:
         """The pipelines the sidecar must run for writes to ``index`` with the request's (or
         the item's) ``pipeline`` parameter, or None when Elasticsearch can do it all (forward
         the item untouched). Index settings are read only while the sidecar holds any
         pipeline, and cached for ``settings_ttl_s``.
 
         Settings are read with the sidecar's credentials, as Elasticsearch resolves an
-        index's pipelines internally whatever the caller may read; ``caller_headers`` is
-        accepted for symmetry with the other write-path calls and not used."""
-        del caller_headers
+        index's pipelines internally whatever the caller may read."""
         if not await self.store.any():
             return None  # no pipeline is the sidecar's: the index settings do not matter
         default, final = await self._index_pipelines(index)
@@ -362,7 +356,7 @@ class Pipelines:
 
     # == simulate =================================================================================
     async def simulate(self, pipeline_id: str | None, body: Any, *, verbose: bool,
-                       caller: CallerRequest) -> dict[str, Any] | None:
+                       caller: Caller) -> dict[str, Any] | None:
         """``_ingest/pipeline[/{id}]/_simulate`` for pipelines with inference processors;
         None when Elasticsearch should answer the request itself."""
         if not isinstance(body, dict):
@@ -391,14 +385,11 @@ class Pipelines:
                 out.append({"doc": doc.render()})
         return {"docs": out}
 
-    async def _simulation_docs(self, body: dict[str, Any], caller: CallerRequest) -> list[DocState]:
+    async def _simulation_docs(self, body: dict[str, Any], caller: Caller) -> list[DocState]:
         """Parse the request's documents the way Elasticsearch does (with its messages), by
         simulating an empty pipeline with the caller's credentials."""
         probe = {"pipeline": {"processors": []}, "docs": body.get("docs")}
-        status, answer = await caller("POST", "/_ingest/pipeline/_simulate", probe)
-        if status >= 300:
-            error = answer.get("error") if isinstance(answer, dict) else None
-            raise UpstreamError(status, error if isinstance(error, dict) else {"type": "exception", "reason": str(answer)})
+        answer = await caller.json("POST", "/_ingest/pipeline/_simulate", probe)
         states = []
         for given, entry in zip(body["docs"], answer.get("docs") or [], strict=True):
             rendered = entry["doc"]

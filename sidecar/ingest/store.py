@@ -16,15 +16,13 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError
-from elasticsearch import ConnectionError as EsConnectionError
-from elasticsearch import TransportError as EsTransportError
+from elasticsearch import AsyncElasticsearch, NotFoundError
 
-from ..errors import EsError, status_exception, unavailable
-from ..singleflight import SingleFlight
+from ..errors import EsError
+from ..es.cache import Entry, ReadCache
+from ..es.errors import CLIENT_FAILURES, translate
 from .definition import CompiledPipeline, compile_pipeline, model_ids
 
 _SETTINGS = {"index": {"hidden": True, "number_of_shards": 1, "auto_expand_replicas": "0-1"}}
@@ -38,7 +36,7 @@ _MAPPING = {
         "updated_at": {"type": "date", "format": "epoch_millis"},
     },
 }
-_FAILURES = (ApiError, EsConnectionError, EsTransportError)
+_FAILURES = CLIENT_FAILURES
 
 
 def index_name(system_index_prefix: str) -> str:
@@ -48,16 +46,7 @@ def index_name(system_index_prefix: str) -> str:
 
 
 def _failure(exc: Exception) -> EsError:
-    if isinstance(exc, EsConnectionError):
-        return unavailable(f"Elasticsearch is unavailable: {exc}")
-    status = exc.meta.status if isinstance(exc, ApiError) else 500
-    return status_exception(status if status >= 500 else 500, f"Failed to access the pipeline store: {exc}")
-
-
-@dataclass
-class _Cached:
-    pipeline: CompiledPipeline | None
-    at: float
+    return translate(exc, "pipeline store")
 
 
 class PipelineStore:
@@ -65,9 +54,8 @@ class PipelineStore:
         self.es = es
         self.index = index
         self.ttl_s = ttl_s
-        self._cache: dict[str, _Cached] = {}
-        self._any: tuple[bool, float] | None = None
-        self._loads: SingleFlight[Any] = SingleFlight()  # forgotten at every write of this process
+        # ("get", id) → the compiled pipeline or None; ("any",) → whether any is stored.
+        self._cache: ReadCache[Any] = ReadCache(ttl_s)
         self._ready = False
         self._lock = asyncio.Lock()
 
@@ -90,25 +78,18 @@ class PipelineStore:
             self._ready = True
 
     def forget(self, pipeline_id: str | None = None) -> None:
-        self._any = None
-        self._loads.forget(("any",))
         if pipeline_id is None:
-            self._cache.clear()
-            self._loads.forget()
+            self._cache.forget()
         else:
-            self._cache.pop(pipeline_id, None)
-            self._loads.forget(("get", pipeline_id))
+            self._cache.forget(("any",))
+            self._cache.forget(("get", pipeline_id))
 
     # -- reads -----------------------------------------------------------------------------------
     async def get(self, pipeline_id: str) -> CompiledPipeline | None:
         """The stored pipeline (compiled), or None when the sidecar does not hold that id."""
-        cached = self._cache.get(pipeline_id)
-        if cached is not None and time.monotonic() - cached.at < self.ttl_s:
-            return cached.pipeline
-        return await self._loads.run(("get", pipeline_id), lambda: self._load(pipeline_id))
+        return await self._cache.get(("get", pipeline_id), lambda _: self._load(pipeline_id), None)
 
-    async def _load(self, pipeline_id: str) -> CompiledPipeline | None:
-        generation = self._loads.generation
+    async def _load(self, pipeline_id: str) -> Entry[CompiledPipeline | None]:
         try:
             doc = await self.es.get(index=self.index, id=pipeline_id)
             pipeline = compile_pipeline(pipeline_id, doc["_source"]["config"])
@@ -118,9 +99,7 @@ class PipelineStore:
             pipeline = None
         except _FAILURES as exc:
             raise _failure(exc) from exc
-        if generation == self._loads.generation:
-            self._cache[pipeline_id] = _Cached(pipeline, time.monotonic())
-        return pipeline
+        return Entry(pipeline, time.monotonic())
 
     async def configs(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """The stored definitions of ``ids`` (those the sidecar holds), as written."""
@@ -152,12 +131,9 @@ class PipelineStore:
 
     async def any(self) -> bool:
         """Whether any pipeline is stored (cached for ``ttl_s``)."""
-        if self._any is not None and time.monotonic() - self._any[1] < self.ttl_s:
-            return self._any[0]
-        return await self._loads.run(("any",), self._load_any)
+        return await self._cache.get(("any",), lambda _: self._load_any(), False)
 
-    async def _load_any(self) -> bool:
-        generation = self._loads.generation
+    async def _load_any(self) -> Entry[bool]:
         try:
             resp = await self.es.count(index=self.index)
             found = resp["count"] > 0
@@ -165,9 +141,7 @@ class PipelineStore:
             found = False
         except _FAILURES as exc:
             raise _failure(exc) from exc
-        if generation == self._loads.generation:
-            self._any = (found, time.monotonic())
-        return found
+        return Entry(found, time.monotonic())
 
     async def using(self, inference_id: str) -> list[str]:
         """Ids of the pipelines whose inference processors use ``inference_id``."""

@@ -211,7 +211,7 @@ class HttpClient:
         """The error for a failed answer: a retryable one for 408/429/5xx, else the EsError."""
         error = provider_error(endpoint, status, body, req.url, headers, policy)
         metrics.PROVIDER_ERRORS.labels(endpoint.service, str(status)).inc()
-        if status >= 500 or status in policy.retry_status:
+        if (status >= 500 and policy.retry_server_errors) or status in policy.retry_status:
             return Retry(error, retry_after=parse_retry_after(headers.get("Retry-After")))
         return error
 

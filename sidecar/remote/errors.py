@@ -61,6 +61,8 @@ class ErrorPolicy:
     too_large: Callable[[int, str | None], bool] = lambda status, message: status == 413
     rate_limit_detail: Callable[[Mapping[str, str]], str | None] | None = None
     retry_status: frozenset[int] = RETRYABLE_STATUS
+    # Whether 5xx answers are retried (every provider but ``custom``, which reports them at once).
+    retry_server_errors: bool = True
     # (status, provider message) -> a prefix that wins over everything else, or None.
     refine: Callable[[int, str | None], str | None] | None = None
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import EsError
-from .fill import MISSING, field_text, get_path
 from .query_cache import DENSE, QueryEmbedding
+from .values import MISSING, field_text, get_path
 
 DEFAULT_FRAGMENTS = 5
 

@@ -27,8 +27,8 @@ from typing import Any
 
 from ..chunking.offsets import OffsetMap, utf16_len
 from ..errors import EsError
-from .fill import MISSING, field_text, get_path
 from .metadata import IndexSemantics, SemanticField
+from .values import MISSING, field_text, get_path
 
 METADATA_FIELD = "_inference_fields"
 

@@ -9,14 +9,13 @@ result is ordered by score, ties by shard and doc as ``RankDoc`` orders them.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from ..errors import EsError, illegal_argument, status_exception, timeout
+from ..errors import EsError, illegal_argument, status_exception
 from ..protocol.service import TaskType
 from .rrf import Ranked, sort_key
 
@@ -41,7 +40,8 @@ async def rerank(endpoints: Any, inference_id: str, inference_text: str, docs: S
                  texts: Sequence[str], *, rank_window_size: int, min_score: float | None,
                  timeout_s: float | None = 30.0) -> list[Ranked]:
     """Score ``docs`` (whose inputs are ``texts``) and return them reranked."""
-    endpoint = await endpoints.resolve(inference_id)
+    target = await endpoints.inference.target(inference_id)
+    endpoint = target.endpoint
     if endpoint.task_type is not TaskType.RERANK:
         raise status_exception(
             400, f"Requested task type [{TaskType.RERANK.value}] does not match the inference endpoint's task type "
@@ -54,14 +54,10 @@ async def rerank(endpoints: Any, inference_id: str, inference_text: str, docs: S
             "configured top N value.")
     if not docs:
         return []
-    service = endpoints.services.get(endpoint.service)
     settings = dict(endpoint.task_settings or {})
     settings["return_documents"] = False
     settings.pop("top_n", None)
-    try:
-        ranked = await asyncio.wait_for(service.rerank(endpoint, inference_text, list(texts), settings), timeout_s)
-    except TimeoutError:
-        raise timeout(f"Request timed out waiting to be sent after [{timeout_s:g}s]") from None
+    ranked = await endpoints.inference.rerank(target, inference_text, texts, settings, timeout_s)
     scores: dict[int, float] = {r.index: float(r.relevance_score) for r in ranked}
     if len(scores) != len(docs):
         raise EsError(500, "illegal_state_exception",

@@ -22,9 +22,11 @@ import numpy as np
 from ..chunking import DEFAULT_CHUNKING_SETTINGS, chunk_text
 from ..chunking.offsets import OffsetMap
 from ..errors import EsError, status_exception
+from ..inference import Inference
 from ..protocol.service import Endpoint, InputType, TaskType
-from .layout import INFERENCE_ROOT, NUL, model_settings_for
-from .metadata import IndexSemantics, SemanticField
+from ..semantic.layout import INFERENCE_ROOT, NUL, model_settings_for
+from ..semantic.metadata import IndexSemantics, SemanticField
+from ..semantic.values import field_text, get_path
 
 log = logging.getLogger("sidecar.semantic")
 
@@ -36,42 +38,6 @@ CALL_SIZE = 256
 # provider would get dozens of parallel requests. Four calls (1,024 texts) keep a model busy
 # for seconds on CPU and several full GPU batches queued.
 CALLS_IN_FLIGHT = 4
-MISSING = object()
-
-
-def get_path(source: dict[str, Any], dotted: str) -> Any:
-    """A field's value in ``_source``, whether written as nested objects or with dots."""
-    if dotted in source:
-        return source[dotted]
-    head, _, rest = dotted.partition(".")
-    while rest:
-        node = source.get(head)
-        if isinstance(node, dict):
-            found = get_path(node, rest)
-            if found is not MISSING:
-                return found
-        nxt, _, rest = rest.partition(".")
-        head = f"{head}.{nxt}"
-    return source.get(dotted, MISSING)
-
-
-def field_text(value: Any, name: str) -> str | None:
-    """The text to embed for one source field (arrays joined with NUL, as Elasticsearch does)."""
-    if value is MISSING or value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        values = [v for v in value if v is not None]
-        return NUL.join(values) if values else None
-    if isinstance(value, (int, float, bool)) and not isinstance(value, bool):
-        return str(value)
-    raise EsError(
-        400, "document_parsing_exception",
-        f"[1:1] failed to parse field [{name}] of type [semantic_text]: expected a string or an array of strings",
-    )
-
-
 @dataclass
 class FillItem:
     """One document to fill. ``source`` is updated in place."""
@@ -139,10 +105,11 @@ SettingsRecorder = Callable[[str, SemanticField, dict[str, Any]], Awaitable[None
 
 
 class SemanticFiller:
-    def __init__(self, resolve: EndpointResolver, services, *, record_settings: SettingsRecorder | None = None,
+    def __init__(self, resolve: EndpointResolver, inference: Inference, *,
+                 record_settings: SettingsRecorder | None = None,
                  cache: EmbeddingCache | None = None, timeout_s: float | None = 300.0) -> None:
         self.resolve = resolve
-        self.services = services
+        self.inference = inference
         self.record_settings = record_settings
         self.cache = cache if cache is not None else EmbeddingCache()
         self.timeout_s = timeout_s
@@ -308,18 +275,18 @@ class SemanticFiller:
 
     async def _embed(self, job: _Job, texts: list[str], items: list[FillItem]) -> None:
         endpoint = job.endpoint
-        service = self.services.get(endpoint.service)
+        target = self.inference.of(endpoint)
         self.inference_calls += 1
         self.embedded_texts += len(texts)
         try:
             if endpoint.task_type is TaskType.SPARSE_EMBEDDING:
-                results = await service.sparse_embed(endpoint, texts, InputType.INGEST, endpoint.task_settings,
-                                                     self.timeout_s)
+                results = await self.inference.sparse_embed(target, texts, InputType.INGEST, endpoint.task_settings,
+                                                            self.timeout_s)
                 values: list[Any] = [r.tokens for r in results]
                 truncated = [r.is_truncated for r in results]
             else:
-                dense = await service.embed(endpoint, texts, InputType.INGEST, endpoint.task_settings,
-                                            self.timeout_s)
+                dense = await self.inference.embed(target, texts, InputType.INGEST, endpoint.task_settings,
+                                                   self.timeout_s)
                 vectors = np.asarray(dense.vectors)
                 values = [vectors[i] for i in range(len(texts))]
                 truncated = list(dense.truncated or [False] * len(texts))

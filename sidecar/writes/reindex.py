@@ -14,7 +14,7 @@ The response is Elasticsearch's ``BulkByScrollResponse``.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -22,8 +22,9 @@ from urllib.parse import urlencode
 import orjson
 
 from ..errors import EsError
+from ..es.caller import Caller
+from ..semantic.layout import INFERENCE_ROOT
 from .bulk import BulkItem, BulkProcessor
-from .layout import INFERENCE_ROOT
 
 DEFAULT_BATCH = 1000
 
@@ -114,15 +115,11 @@ def new_status() -> dict[str, Any]:
             "requests_per_second": -1.0, "throttled_until_millis": 0}
 
 
-# Calls Elasticsearch as the caller: (method, path, body) -> (status, headers, json)
-Caller = Callable[..., Any]
-
-
 class Reindexer:
-    def __init__(self, spec: ReindexSpec, call: Caller, processor: BulkProcessor, *,
+    def __init__(self, spec: ReindexSpec, caller: Caller, processor: BulkProcessor, *,
                  vectors_params: dict[str, str] | None = None) -> None:
         self.spec = spec
-        self.call = call
+        self.caller = caller
         # Stored embeddings come back with the source documents (see sidecar.es.node).
         self._search_path = "/_search" + (f"?{urlencode(vectors_params)}" if vectors_params else "")
         self.processor = processor
@@ -130,7 +127,8 @@ class Reindexer:
         self.failures: list[dict[str, Any]] = []
 
     async def _json(self, method: str, path: str, body: Any = None) -> Any:
-        status, _, answer = await self.call(method, path, body)
+        reply = await self.caller.send(method, path, body)
+        status, answer = reply.status, reply.body
         if status >= 300:
             error = answer.get("error") if isinstance(answer, dict) else None
             if isinstance(error, dict):
@@ -172,7 +170,7 @@ class Reindexer:
                 yield hits
         finally:
             try:
-                await self.call("DELETE", "/_pit", {"id": pit_id})
+                await self.caller.send("DELETE", "/_pit", {"id": pit_id})
             except Exception:
                 pass
 

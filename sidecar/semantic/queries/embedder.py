@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from ...errors import timeout
 from ...protocol.service import InputType, TaskType
 from ..query_cache import DENSE, SPARSE, QueryEmbedding, QueryEmbeddingCache
 
@@ -17,37 +15,33 @@ class Embedder:
     """Embeds query texts with inference endpoints, through the query cache."""
 
     def __init__(self, endpoints: Any, cache: QueryEmbeddingCache, timeout_s: float | None = 30.0) -> None:
-        self.endpoints = endpoints  # sidecar.endpoints.manager.InferenceEndpoints
+        self.endpoints = endpoints  # sidecar.endpoints.manager.InferenceEndpoints (its .inference runs it)
         self.cache = cache
         self.timeout_s = timeout_s
 
     async def embed(self, inference_id: str, text: str, wanted: TaskType | None = None) -> QueryEmbedding:
         """``text`` embedded by ``inference_id``. ``wanted`` restricts the endpoint's task type
         (the caller turns a mismatch into its own error); None accepts either embedding task."""
-        endpoint = await self.endpoints.resolve(inference_id)
+        inference = self.endpoints.inference
+        target = await inference.target(inference_id)
+        endpoint = target.endpoint
         task = endpoint.task_type
         if task not in (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING) or (wanted is not None and task != wanted):
             raise _WrongTask(endpoint.inference_id, task)
-        service = self.endpoints.services.get(endpoint.service)
         kind = DENSE if task is TaskType.TEXT_EMBEDDING else SPARSE
 
         async def compute() -> QueryEmbedding:
             if kind == DENSE:
-                result = await asyncio.wait_for(
-                    service.embed(endpoint, [text], InputType.SEARCH, endpoint.task_settings), self.timeout_s)
+                result = await inference.embed(target, [text], InputType.SEARCH, timeout_s=self.timeout_s)
                 vector = result.vectors[0]
                 values = vector.tolist() if hasattr(vector, "tolist") else list(vector)
                 return QueryEmbedding(endpoint.inference_id, DENSE, vector=tuple(values),
                                       element_type=result.element_type)
-            [sparse] = await asyncio.wait_for(
-                service.sparse_embed(endpoint, [text], InputType.SEARCH, endpoint.task_settings), self.timeout_s)
+            [sparse] = await inference.sparse_embed(target, [text], InputType.SEARCH, timeout_s=self.timeout_s)
             return QueryEmbedding(endpoint.inference_id, SPARSE,
                                   tokens=tuple((str(t), float(w)) for t, w in sparse.tokens.items()))
 
-        try:
-            return await self.cache.get(endpoint, kind, text, compute)
-        except TimeoutError:
-            raise timeout(f"Request timed out waiting to be sent after [{self.timeout_s:g}s]") from None
+        return await self.cache.get(endpoint, kind, text, compute)
 
 
 class _WrongTask(Exception):

@@ -23,7 +23,7 @@ finished with what Elasticsearch cannot produce), :mod:`.catalog` (index metadat
 node runs itself) and :mod:`.caller` (requests as the caller).
 """
 
-from .caller import Answer, Caller
+from ...es.caller import Answer, Caller
 from .service import SemanticSearch
 
 __all__ = ["Answer", "Caller", "SemanticSearch"]

@@ -4,7 +4,6 @@ itself."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -91,50 +90,3 @@ class IndexCatalog:
             if found and index in out:
                 out[index] = (found.get("mapping") or {}).get(leaf) or {"type": "object"}
         return out
-
-
-class Capabilities:
-    """What the node runs itself, learnt once by asking it."""
-
-    PROBE_INDEX = "sidecar-capability-probe-does-not-exist"
-
-    def __init__(self, es: AsyncElasticsearch) -> None:
-        self.es = es
-        self.sparse_vector: bool | None = None
-        self.rrf: bool | None = None
-        self._lock = asyncio.Lock()
-
-    async def native_sparse_vector(self) -> bool:
-        return await self._learn("sparse_vector", self._probe_sparse)
-
-    async def native_rrf(self) -> bool:
-        return await self._learn("rrf", self._probe_rrf)
-
-    async def _learn(self, name: str, probe) -> bool:
-        if getattr(self, name) is None:
-            async with self._lock:
-                if getattr(self, name) is None:
-                    setattr(self, name, await probe())
-        return bool(getattr(self, name))
-
-    async def _probe_sparse(self) -> bool:
-        try:
-            resp = await self.es.indices.validate_query(
-                index=self.PROBE_INDEX, ignore_unavailable=True, allow_no_indices=True,
-                query={"sparse_vector": {"field": "probe", "query_vector": {"probe": 1.0}}})
-            return bool(resp.body.get("valid"))
-        except EsConnectionError as exc:
-            raise unavailable(f"Elasticsearch is unavailable: {exc}") from exc
-        except ApiError:
-            return False
-
-    async def _probe_rrf(self) -> bool:
-        standard = {"standard": {"query": {"match_all": {}}}}
-        try:
-            await self.es.search(index=self.PROBE_INDEX, ignore_unavailable=True, allow_no_indices=True, size=0,
-                                 retriever={"rrf": {"retrievers": [standard, standard]}})
-            return True
-        except EsConnectionError as exc:
-            raise unavailable(f"Elasticsearch is unavailable: {exc}") from exc
-        except ApiError:
-            return False

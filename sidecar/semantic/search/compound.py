@@ -13,13 +13,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import EsError
+from ...es.caller import Answer, Caller, index_path
+from ...es.errors import UpstreamError
 from ...es.node import NodeVersion
-from ..fill import MISSING, get_path
 from ..queries.clauses import index_filtered, listify
 from ..queries.errors import parsing_error
 from ..rerank import DEFAULT_RERANK_ID, rerank
 from ..rrf import Ranked, f32, fuse
-from .caller import Answer, Caller, UpstreamError, index_path
+from ..values import MISSING, get_path
 from .hits import finish
 from .plan import Plan
 from .retrievers import Retriever, int_param

@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ...es.caller import Caller
 from ...es.node import NodeVersion
-from ..fill import MISSING, get_path
 from ..highlight import chunk_texts, fragments
 from ..layout import INFERENCE_ROOT, inference_path
 from ..metadata import IndexSemantics
-from .caller import Caller
+from ..values import MISSING, get_path
 from .plan import Plan
 
 

@@ -11,13 +11,14 @@ from typing import Any
 import orjson
 
 from ...errors import action_request_validation, illegal_argument
+from ...es.capabilities import Capabilities
 from ...es.node import NodeVersion
 from ..queries.clauses import listify
 from ..queries.context import IndexInfo, RewriteContext, SemanticLeaf
 from ..queries.embedder import Embedder
 from ..queries.errors import ShardFailure, parsing_error
 from ..queries.rewriter import KEYWORDS, QueryRewriter
-from .catalog import Capabilities, IndexCatalog
+from .catalog import IndexCatalog
 from .plan import (
     Plan,
     asks_for_vectors,

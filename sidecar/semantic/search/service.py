@@ -13,14 +13,15 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch
 
 from ...errors import EsError
+from ...es.caller import Answer, Caller, index_path
+from ...es.capabilities import Capabilities
 from ...es.node import NodeVersion
 from ...es.upstream import Upstream
 from ..metadata import SemanticIndices
 from ..queries.embedder import Embedder
 from ..queries.errors import parsing_error
 from ..query_cache import QueryEmbeddingCache
-from .caller import Answer, Caller, index_path
-from .catalog import Capabilities, IndexCatalog
+from .catalog import IndexCatalog
 from .compound import completed_async, execute_compound
 from .hits import finish
 from .plan import Plan, hide_inference, hide_inference_params
