@@ -232,7 +232,7 @@ def test_internals_are_hidden_unless_asked_for(sidecar_url, env):
 
     _, body = sd.search(sidecar_url, index, {"query": {"ids": {"values": ["cat"]}},
                                              "fields": ["_inference_fields"], "_source": False})
-    inference = body["hits"]["hits"][0]["fields"]["_inference_fields"][0]["content"]["inference"]
+    inference = body["hits"]["hits"][0]["_source"]["_inference_fields"]["content"]["inference"]
     assert inference["inference_id"] == env["dense"]
     assert len(inference["chunks"]["content"][0]["embeddings"]) == 384
 

@@ -86,3 +86,38 @@ def test_semantic_query_after_the_endpoint_is_deleted_is_not_found(sidecar_url, 
         assert body["error"]["reason"] == f"Inference endpoint not found [{endpoint}]"
     finally:
         sd.delete_index(sidecar_url, index)
+
+
+# -- _inference_fields (30_semantic_text_inference.yml) ---------------------------------------------
+
+
+def _inference_fields_of(hit):
+    return hit["_source"]["_inference_fields"]["inference_field"]["inference"]
+
+
+@pytest.mark.parametrize("request_body", [
+    {"fields": ["_inference_fields"]},
+    {"_source": {"includes": ["inference_field", "_inference_fields"]}},
+])
+def test_inference_fields_come_back_in_source(sidecar_url, env, request_body):
+    body = {**request_body, "query": {"ids": {"values": ["doc2"]}}}
+    status, answer = sd.search(sidecar_url, env["sparse_index"], body)
+    assert status == 200, answer
+    [hit] = answer["hits"]["hits"]
+    assert "_inference_fields" not in hit.get("fields", {})
+    assert hit["_source"]["inference_field"] == "inference test"
+    inference = _inference_fields_of(hit)
+    assert inference["inference_id"] == env["sparse"]
+    [chunk] = inference["chunks"]["inference_field"]
+    assert (chunk["start_offset"], chunk["end_offset"]) == (0, 14)
+    assert isinstance(chunk["embeddings"], dict) and chunk["embeddings"]
+
+
+def test_inference_fields_by_url_source_includes(sidecar_url, env):
+    status, answer = sd.search(sidecar_url, env["dense_index"], {"query": {"ids": {"values": ["doc2"]}}},
+                               "?_source_includes=_inference_fields")
+    assert status == 200, answer
+    [hit] = answer["hits"]["hits"]
+    assert "inference_field" not in hit["_source"]
+    [chunk] = _inference_fields_of(hit)["chunks"]["inference_field"]
+    assert len(chunk["embeddings"]) == 384

@@ -109,10 +109,12 @@ def _decorate_hit(plan: Plan, hit: dict[str, Any], semantics: IndexSemantics, so
             inference = {"inference_id": data.get("inference_id") or fld.inference_id,
                          "model_settings": fld.model_settings, "chunks": grouped}
             out[name] = {"inference": inference}
-        if out and post.source_inference_fields and isinstance(hit.get("_source"), dict):
+        # Elasticsearch returns the inference metadata field inside ``_source``, whether asked for
+        # through ``fields``, ``_source`` includes or ``exclude_vectors: false``.
+        if out and isinstance(hit.get("_source"), dict):
             hit["_source"]["_inference_fields"] = out
         elif out and post.inference_fields:
-            hit.setdefault("fields", {})["_inference_fields"] = [out]
+            hit["_source"] = {"_inference_fields": out}
 
 
 def report_failures(response: dict[str, Any], failures: Mapping[str, dict[str, Any]],

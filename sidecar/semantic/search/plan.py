@@ -17,6 +17,8 @@ from ..queries.errors import parsing_error
 from ..queries.rewriter import QueryRewriter
 from .retrievers import Retriever
 
+INFERENCE_FIELDS = "_inference_fields"
+
 
 @dataclass
 class PostProcess:
@@ -77,6 +79,19 @@ def hide_inference_params(params: dict[str, str]) -> bool:
     excludes = [e for e in (params.get("_source_excludes") or "").split(",") if e]
     params["_source_excludes"] = ",".join([*excludes, INFERENCE_ROOT])
     return True
+
+
+def names_inference_fields(body: dict[str, Any], params: Mapping[str, str]) -> bool:
+    """Whether ``_source`` includes name ``_inference_fields`` (URL parameters win over the body)."""
+    if any(k in params for k in ("_source", "_source_includes")):
+        includes = (params.get("_source_includes") or "").split(",")
+        if params.get("_source") not in (None, "true", "1", "false", "0"):
+            includes += params["_source"].split(",")
+        return INFERENCE_FIELDS in includes
+    src = body.get("_source")
+    if isinstance(src, dict):
+        src = src.get("includes", src.get("include"))
+    return INFERENCE_FIELDS in listify(src) if isinstance(src, (str, list)) else False
 
 
 def asks_for_vectors(body: dict[str, Any], params: Mapping[str, str]) -> bool:
@@ -195,7 +210,7 @@ def plan_fields(plan: Plan, semantic_fields: set[str]) -> bool:
         kept = []
         for entry in listify(body["fields"]):
             pattern = entry.get("field") if isinstance(entry, dict) else entry
-            if pattern == "_inference_fields":
+            if pattern == INFERENCE_FIELDS:
                 plan.post.inference_fields = True
                 changed = True
                 continue

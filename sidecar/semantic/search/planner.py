@@ -24,6 +24,7 @@ from .plan import (
     asks_for_vectors,
     contains_match_all,
     hide_inference,
+    names_inference_fields,
     plan_fields,
     plan_highlight,
     semantic_field_names,
@@ -130,6 +131,7 @@ class Planner:
         if semantic_fields:
             plan.post.source_inference_fields = (asks_for_vectors(body, plan.params)
                                                  and (await self.node_version.features()).source_inference_fields)
+            plan.post.inference_fields = names_inference_fields(body, plan.params)
             plan.changed |= hide_inference(body, plan.params)
             plan.changed |= plan_fields(plan, semantic_fields)
             if plan.post.chunk_fields and not (await self.node_version.features()).chunks_format:
