@@ -55,9 +55,40 @@ class Features:
         return 504 if self.version >= (9, 4) else 408
 
     @property
+    def retriever_fields_query(self) -> bool:
+        """8.19 / 9.1: ``rrf`` and ``linear`` take the multi-field ``query`` + ``fields`` shorthand."""
+        return self.version >= (8, 19)
+
+    @property
+    def rrf_weights(self) -> bool:
+        """9.1: ``rrf`` children may be ``{"retriever", "weight"}``."""
+        return self.version >= (9, 1)
+
+    @property
+    def linear_l2_norm(self) -> bool:
+        """9.1: the ``l2_norm`` score normalizer of the ``linear`` retriever."""
+        return self.version >= (9, 1)
+
+    @property
+    def linear_default_normalizer(self) -> bool:
+        """9.2: ``linear``'s top-level ``normalizer`` applies to children without their own."""
+        return self.version >= (9, 2)
+
+    @property
+    def chunk_rescorer(self) -> bool:
+        """9.2: ``text_similarity_reranker.chunk_rescorer`` reranks a document's best chunks."""
+        return self.version >= (9, 2)
+
+    @property
     def single_shot_embeddings(self) -> bool:
         """9.5: a semantic_text value may be ``{"text", "chunks"}`` with its own embeddings."""
         return self.version >= (9, 5)
+
+    @property
+    def embedding_task(self) -> bool:
+        """9.4: the ``embedding`` task type (text and image inputs, ``POST _inference/embedding/{id}``);
+        before it ``embedding`` is an unknown task type."""
+        return self.version >= (9, 4)
 
     @property
     def inference_id_updatable(self) -> bool:

@@ -5,6 +5,11 @@ As in Elasticsearch: the endpoint must be a rerank endpoint whose configured ``t
 is not below ``rank_window_size``; documents scoring below ``min_score`` (on the model's score)
 are dropped; scores are made non-negative with ``max(s, 0) + min(exp(s), 1)`` (float32); the
 result is ordered by score, ties by shard and doc as ``RankDoc`` orders them.
+
+With ``chunk_rescorer`` a document's input is a list of its best chunks: every chunk is scored,
+the document takes its best chunk's score, normalized once per chunk list and once more when
+the reranked documents are ordered, as ``TextSimilarityRankFeaturePhaseRankCoordinatorContext``
+does.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ def configured_top_n(task_settings: dict[str, Any]) -> int | None:
 
 
 async def rerank(endpoints: Any, inference_id: str, inference_text: str, docs: Sequence[Ranked],
-                 texts: Sequence[str], *, rank_window_size: int, min_score: float | None,
+                 texts: Sequence[str | list[str]], *, rank_window_size: int, min_score: float | None,
                  timeout_s: float | None = 30.0) -> list[Ranked]:
     """Score ``docs`` (whose inputs are ``texts``) and return them reranked."""
     target = await endpoints.inference.target(inference_id)
@@ -57,8 +62,21 @@ async def rerank(endpoints: Any, inference_id: str, inference_text: str, docs: S
     settings = dict(endpoint.task_settings or {})
     settings["return_documents"] = False
     settings.pop("top_n", None)
-    ranked = await endpoints.inference.rerank(target, inference_text, texts, settings, timeout_s)
+    chunked = any(isinstance(t, list) for t in texts)
+    inputs: list[str] = []
+    owner: list[int] = []
+    for i, text in enumerate(texts):
+        for part in (text if isinstance(text, list) else [text]):
+            inputs.append(part)
+            owner.append(i)
+    ranked = await endpoints.inference.rerank(target, inference_text, inputs, settings, timeout_s)
     scores: dict[int, float] = {r.index: float(r.relevance_score) for r in ranked}
+    if chunked:
+        best: dict[int, float] = {}
+        for index, score in scores.items():
+            doc_index = owner[index]
+            best[doc_index] = max(best.get(doc_index, score), score)
+        scores = {i: normalize(best[i]) if i in best else 0.0 for i in range(len(docs))}
     if len(scores) != len(docs):
         raise EsError(500, "illegal_state_exception",
                       f"Reranker input document count and returned score count mismatch: [{len(docs)}] vs "

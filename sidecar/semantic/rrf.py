@@ -1,7 +1,8 @@
 """Reciprocal rank fusion exactly as Elasticsearch's ``rrf`` retriever computes it.
 
-Each child result list contributes ``1 / (rank_constant + rank)`` (rank from 1) to every
-document it holds, summed in float32 in child order as ``RRFRetrieverBuilder`` does; documents
+Each child result list contributes ``weight * (1 / (rank_constant + rank))`` (rank from 1,
+weight 1 unless the ``{retriever, weight}`` form gives one) to every document it holds, summed
+in float32 in child order as ``RRFRetrieverBuilder`` does; documents
 are ordered by that score, ties broken by shard then Lucene doc id (the ``_shard_doc`` sort
 value the child searches return) as ``RankDoc`` compares them, and the top
 ``rank_window_size`` are kept.
@@ -49,21 +50,29 @@ def sort_key(doc: Ranked) -> tuple:
 
 
 def fuse(results: Sequence[Sequence[Ranked]], rank_constant: int = DEFAULT_RANK_CONSTANT,
-         rank_window_size: int = DEFAULT_RANK_WINDOW_SIZE) -> list[Ranked]:
+         rank_window_size: int = DEFAULT_RANK_WINDOW_SIZE, weights: Sequence[float] | None = None) -> list[Ranked]:
+    """Fused documents; each keeps in ``extra`` its position in every child (``-1`` where
+    absent) and the child's explanation of it, for ``explain``."""
     fused: dict[tuple[str, str], Ranked] = {}
     scores: dict[tuple[str, str], np.float32] = {}
     seen = 0
     constant = np.float32(rank_constant)
-    for result in results:
+    n = len(results)
+    for i, result in enumerate(results):
+        weight = np.float32(1.0 if weights is None else weights[i])
         for rank, doc in enumerate(result, start=1):
             key = doc.key
             if key not in fused:
                 fused[key] = Ranked(doc.index, doc.id, 0.0, doc.shard_doc, doc.routing, seen)
+                fused[key].extra = {"positions": [-1] * n, "sources": [None] * n}
                 scores[key] = np.float32(0.0)
                 seen += 1
             elif fused[key].shard_doc is None:
                 fused[key].shard_doc = doc.shard_doc
-            scores[key] = np.float32(scores[key] + np.float32(1.0) / (constant + np.float32(rank)))
+            fused[key].extra["positions"][i] = rank - 1
+            fused[key].extra["sources"][i] = doc.extra.get("explanation")
+            part = np.float32(1.0) / (constant + np.float32(rank))
+            scores[key] = np.float32(scores[key] + (part if weights is None else np.float32(weight * part)))
     for key, doc in fused.items():
         doc.score = float(scores[key])
     ordered = sorted(fused.values(), key=sort_key)

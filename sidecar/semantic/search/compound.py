@@ -1,4 +1,5 @@
-"""Compound retrievers (``rrf`` where the node lacks it, ``text_similarity_reranker``) run as
+"""Compound retrievers (``rrf``, ``linear``, ``pinned`` where the node lacks them,
+``text_similarity_reranker``, and ``rescorer`` / ``diversify`` above or over what runs here) run as
 Elasticsearch runs them: in a point in time, each child retriever runs as a search of
 ``rank_window_size`` hits sorted by score then ``_shard_doc``, the results are fused or
 reranked, and one final search over the union of the child queries (so totals and
@@ -12,15 +13,20 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from ...errors import EsError
 from ...es.caller import Answer, Caller, index_path
 from ...es.errors import UpstreamError
 from ...es.node import NodeVersion
+from ..layout import inference_path
 from ..queries.clauses import index_filtered, listify
 from ..queries.errors import parsing_error
 from ..rerank import DEFAULT_RERANK_ID, rerank
 from ..rrf import Ranked, f32, fuse
 from ..values import MISSING, get_path
+from . import stages
+from .fusion import linear, rrf_explanation
 from .hits import finish
 from .plan import Plan
 from .retrievers import Retriever, int_param
@@ -43,6 +49,8 @@ async def execute_compound(caller: Caller, plan: Plan, started: float, *, endpoi
     size = int_param(plan.params.get("size", body.get("size")), "size", 10)
     start = int_param(plan.params.get("from", body.get("from")), "from", 0)
     run = _Run(caller, plan, endpoints, timeout_s)
+    run.explain = body.get("explain") is True or plan.params.get("explain") == "true"
+    run.vector_params = await node_version.vectors_params()
     await run.open_pit()
     try:
         ranked, union = await run.execute(root, root.window, [])
@@ -67,6 +75,8 @@ async def execute_compound(caller: Caller, plan: Plan, started: float, *, endpoi
         if hit is None:
             continue
         hit["_score"] = f32(doc.score)
+        if run.explain and "explanation" in doc.extra:
+            hit["_explanation"] = doc.extra["explanation"]
         ordered.append(hit)
     hits["hits"] = ordered
     hits["max_score"] = f32(ranked[0].score) if ranked else None
@@ -114,6 +124,8 @@ class _Run:
         self.pit: dict[str, Any] | None = None
         self.user_pit = isinstance(plan.body.get("pit"), dict)
         self.opened = False
+        self.explain = False
+        self.vector_params: dict[str, str] = {}
 
     async def open_pit(self) -> None:
         if self.user_pit:
@@ -154,16 +166,35 @@ class _Run:
         if node.kind in ("standard", "knn"):
             return await self._leaf(node, size, inherited)
         filters = [*inherited, *node.filters]
-        if node.kind == "rrf":
+        if node.kind in ("rrf", "linear"):
             results = await asyncio.gather(*(self.execute(c, node.window, filters) for c in node.children))
-            fused = fuse([r for r, _ in results], node.rank_constant, node.window)
+            lists = [r for r, _ in results]
+            union = {"bool": {"should": [u for _, u in results]}}
+            if node.kind == "linear":
+                fused = linear(lists, node.weights, node.normalizers, node.window, node.min_score,
+                               names=node.names, explain=self.explain)
+                return fused[:size], union
+            weights = node.weights if any(w != 1.0 for w in node.weights) else None
+            fused = fuse(lists, node.rank_constant, node.window, weights)
             if node.min_score is not None:
                 fused = [d for d in fused if d.score >= node.min_score]
-            union = {"bool": {"should": [u for _, u in results]}}
+            if self.explain:
+                for doc in fused:
+                    doc.extra["explanation"] = rrf_explanation(doc, node.rank_constant, node.names)
             return fused[:size], union
+        if node.kind in ("pinned", "rescorer", "diversify"):
+            child, union = await self.execute(node.children[0], node.window, filters)
+            if node.kind == "pinned":
+                out, pins = await stages.pinned(self._hits, node.pinned, child, filters, node.window)
+                return out[:size], {"bool": {"should": [union, pins]}}
+            if node.kind == "rescorer":
+                return (await stages.rescore(self._hits, node.rescore, child))[:size], union
+            return (await self._diversify(node, child))[:size], union
         if node.kind == "text_similarity_reranker":
             child, union = await self.execute(node.children[0], node.window, filters)
-            texts = await self._field_texts(child, node.rerank_field or "")
+            texts: list[Any] = await self._field_texts(child, node.rerank_field or "")
+            if node.chunk_rescorer is not None:
+                texts = await self._chunk_inputs(node, child, texts)
             try:
                 reranked = await rerank(self.endpoints, node.inference_id or DEFAULT_RERANK_ID,
                                         node.inference_text or "", child, texts, rank_window_size=node.window,
@@ -198,6 +229,8 @@ class _Run:
             if node.min_score is not None:
                 body["min_score"] = node.min_score
             union = None
+        if self.explain:
+            body["explain"] = True
         sort = listify(body.get("sort")) or ["_score"]
         if self.pit is not None:
             sort = [*sort, {"_shard_doc": "asc"}]
@@ -208,11 +241,53 @@ class _Run:
         for i, hit in enumerate(hits):
             sort_values = hit.get("sort") or []
             shard_doc = sort_values[-1] if self.pit is not None and sort_values else None
-            ranked.append(Ranked(hit["_index"], hit["_id"], float(hit.get("_score") or 0.0),
-                                 shard_doc if isinstance(shard_doc, int) else None, hit.get("_routing"), i))
+            doc = Ranked(hit["_index"], hit["_id"], float(hit.get("_score") or 0.0),
+                         shard_doc if isinstance(shard_doc, int) else None, hit.get("_routing"), i)
+            if "_explanation" in hit:
+                doc.extra["explanation"] = hit["_explanation"]
+            ranked.append(doc)
         if union is None:
             union = _docs_query(ranked)
         return ranked, union
+
+    async def _hits(self, body: dict[str, Any]) -> dict[str, Any]:
+        return (await self.search(body)).ok()
+
+    def _semantic(self, field_name: str, index: str) -> bool:
+        info = self.plan.targets.get(index)
+        return info is not None and info.semantics is not None and field_name in info.semantics.fields
+
+    async def _sources(self, docs: list[Ranked], paths: list[str]) -> list[Any]:
+        entries = []
+        for doc in docs:
+            entry: dict[str, Any] = {"_index": doc.index, "_id": doc.id, "_source": {"includes": paths}}
+            if doc.routing is not None:
+                entry["routing"] = doc.routing
+            entries.append(entry)
+        found = (await self.caller.send("POST", "/_mget", {"docs": entries}, self.vector_params)).ok().get("docs")
+        return [d.get("_source") if isinstance(d, dict) else None for d in found or []]
+
+    async def _diversify(self, node: Retriever, child: list[Ranked]) -> list[Ranked]:
+        spec = node.diversify
+        name = spec["field"]
+        if not child:
+            return []
+        paths = [name, inference_path(name) + ".chunks"]
+        sources = await self._sources(child, paths)
+        vectors = [stages.doc_vectors(src, name, self._semantic(name, doc.index))
+                   for doc, src in zip(child, sources, strict=True)]
+        stages.check_vectors(name, vectors)
+        query = spec.get("query_vector")
+        query_vector = np.asarray(query, dtype=np.float32) if isinstance(query, list) else None
+        return stages.mmr(child, vectors, query_vector, spec["lambda"], spec["size"])
+
+    async def _chunk_inputs(self, node: Retriever, docs: list[Ranked], texts: list[str]) -> list[Any]:
+        name = node.rerank_field or ""
+        config = node.chunk_rescorer or {}
+        sources = await self._sources(docs, [name, inference_path(name) + ".chunks"])
+        return [stages.rescorer_inputs(src, name, text, config, node.inference_text or "",
+                                       self._semantic(name, doc.index))
+                for doc, src, text in zip(docs, sources, texts, strict=True)]
 
     async def _field_texts(self, docs: list[Ranked], field_name: str) -> list[str]:
         if not docs:

@@ -19,6 +19,7 @@ from ..queries.embedder import Embedder
 from ..queries.errors import ShardFailure, parsing_error
 from ..queries.rewriter import KEYWORDS, QueryRewriter
 from .catalog import IndexCatalog
+from .native import NativeRetrievers
 from .plan import (
     Plan,
     asks_for_vectors,
@@ -29,7 +30,7 @@ from .plan import (
     plan_highlight,
     semantic_field_names,
 )
-from .retrievers import build_retriever, int_param
+from .retrievers import Retriever, build_retriever, int_param
 
 # Body keys Elasticsearch refuses next to a retriever (as it names them).
 NOT_WITH_RETRIEVER = {"query": "query", "sub_searches": "query", "knn": "knn", "search_after": "search_after",
@@ -52,6 +53,7 @@ class Planner:
         self.caps = caps
         self.embedder = embedder
         self.node_version = node_version
+        self.native = NativeRetrievers(caps.es)
 
     async def _rewriter(self, index: str | None, params: Mapping[str, str],
                         body: dict[str, Any]) -> tuple[QueryRewriter, dict[str, IndexInfo]]:
@@ -99,10 +101,9 @@ class Planner:
         match_all = match_all or contains_match_all(body.get("query")) or contains_match_all(body.get("retriever"))
 
         if "retriever" in body:
-            plan.retriever = await build_retriever(body["retriever"], rw)
+            plan.retriever = await build_retriever(body["retriever"], rw, await self.node_version.features())
             query_leaves = list(rw.leaves)
-            kinds = plan.retriever.kinds()
-            if "text_similarity_reranker" in kinds or ("rrf" in kinds and not await self.caps.native_rrf()):
+            if await self._runs_here(plan.retriever, targets):
                 plan.execute_here = True
             else:
                 body["retriever"] = plan.retriever.to_json()
@@ -143,6 +144,27 @@ class Planner:
             plan.post.filter_path = plan.params.pop("filter_path")
         return plan
 
+    async def _runs_here(self, root: Retriever, targets: Mapping[str, IndexInfo]) -> bool:
+        """Whether the tree must run here: some retriever in it is one the node lacks (and the
+        sidecar computes), or a ``diversify`` over a semantic_text field. A retriever neither
+        has (``rule`` without query rules) answers as the node does."""
+        semantic = semantic_field_names(targets)
+        here = False
+        for node in _walk(root):
+            if node.kind == "text_similarity_reranker":
+                here = True
+            elif node.kind in ("rrf", "linear", "pinned") and not await self.native.has(node.kind):
+                here = True
+            elif node.kind in ("rule", "diversify") and not await self.native.has(node.kind):
+                raise parsing_error(f"unknown retriever [{node.kind}]")
+            elif node.kind == "diversify" and node.diversify.get("field") in semantic:
+                here = True
+        if here:
+            for node in _walk(root):
+                if node.kind == "rule":
+                    raise illegal_argument("[rule] cannot be combined with a retriever the node does not run")
+        return here
+
     def _exclude_failed(self, plan: Plan, rw: QueryRewriter) -> None:
         """Indices whose shards would fail answer nothing (their failures are reported)."""
         excluded = self._failed(rw, plan.targets)
@@ -182,3 +204,9 @@ class Planner:
             problems.append(f"cannot specify [{root.kind}] and [allow_partial_search_results]")
         if problems:
             raise action_request_validation(*problems)
+
+
+def _walk(node: Retriever):
+    yield node
+    for child in node.children:
+        yield from _walk(child)
