@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..proxy import proxy_handler
-from . import health, inference, mappings, ops, pipelines, reindex, root, search, writes
+from . import health, inference, mappings, ops, pipelines, reindex, root, search, trained_models, writes
 
 INDEX = "{index:[^_/][^/]*}"  # an index name or expression (never an API like _cat)
 GET, PUT, POST, DELETE, HEAD = ("GET",), ("PUT",), ("POST",), ("DELETE",), ("HEAD",)
@@ -36,8 +36,19 @@ ROUTES: list[tuple[tuple[str, ...], str, object]] = [
     (POST, "/_inference/{inference_id}", inference.perform),
     (POST, "/_inference/{task_type}/{inference_id}", inference.perform),
     # Trained models
-    (GET, "/_ml/trained_models/_stats", inference.trained_model_stats),
-    (GET, "/_ml/trained_models/{model_id}/_stats", inference.trained_model_stats),
+    (GET, "/_ml/trained_models/_stats", trained_models.stats),
+    (GET, "/_ml/trained_models/{model_id}/_stats", trained_models.stats),
+    (GET, "/_ml/trained_models", trained_models.get_models),
+    (GET, "/_ml/trained_models/{model_id}", trained_models.get_models),
+    (PUT, "/_ml/trained_models/{model_id}", trained_models.put_model),
+    (DELETE, "/_ml/trained_models/{model_id}", trained_models.delete_model),
+    (PUT, "/_ml/trained_models/{model_id}/definition/{part}", trained_models.put_definition_part),
+    (PUT, "/_ml/trained_models/{model_id}/vocabulary", trained_models.put_vocabulary),
+    (POST, "/_ml/trained_models/{model_id}/deployment/_start", trained_models.start_deployment),
+    (POST, "/_ml/trained_models/{model_id}/deployment/_stop", trained_models.stop_deployment),
+    (POST, "/_ml/trained_models/{model_id}/deployment/_update", trained_models.update_deployment),
+    (POST, "/_ml/trained_models/{model_id}/deployment/_infer", trained_models.infer),
+    (POST, "/_ml/trained_models/{model_id}/_infer", trained_models.infer),
     # Ingest pipelines
     (GET_POST, "/_ingest/pipeline/_simulate", pipelines.simulate),
     (GET_POST, "/_ingest/pipeline/{id}/_simulate", pipelines.simulate),

@@ -1,0 +1,164 @@
+"""The ``amazon_sagemaker`` service against a loopback SageMaker Runtime that verifies the AWS
+Signature V4 of every request, in both of Elasticsearch's schemas (``openai`` and ``elastic``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from providers.harness import SECRET, ProviderSuite, make_endpoint, make_service
+from providers.sagemaker_fake import ACCESS_KEY, REGION, FakeSageMaker
+
+from sidecar.errors import EsError
+from sidecar.protocol.service import InputType, TaskType
+from sidecar.services.amazon_sagemaker import AmazonSageMakerService
+
+AWS = {"access_key": ACCESS_KEY, "secret_key": SECRET, "region": REGION}
+
+
+class SageMakerSuite(ProviderSuite):
+    service_cls = AmazonSageMakerService
+    fake_cls = FakeSageMaker
+    required = ("endpoint_name", "[service_settings] does not contain the required setting [endpoint_name]")
+    secret_keys = ("access_key", "secret_key")
+
+
+class TestOpenAiEmbeddings(SageMakerSuite):
+    task = TaskType.TEXT_EMBEDDING
+    settings = {**AWS, "api": "openai", "endpoint_name": "openai-e5"}
+    task_settings = {"user": "me"}
+
+
+class TestOpenAiCompletion(SageMakerSuite):
+    task = TaskType.COMPLETION
+    settings = {**AWS, "api": "openai", "endpoint_name": "openai-chat-llama"}
+
+
+class ElasticSuite(SageMakerSuite):
+    def test_unknown_task_setting(self) -> None:
+        # The elastic schema passes task settings through per request and never stores them.
+        with pytest.raises(EsError) as caught:
+            self.service_cls(None).parse("x", self.task, self.fixed(), {"bogus": "x"})
+        assert "task_settings is only supported during the inference request" in caught.value.reason
+
+
+class TestElasticEmbeddings(ElasticSuite):
+    task = TaskType.TEXT_EMBEDDING
+    settings = {**AWS, "api": "elastic", "endpoint_name": "elastic-e5", "element_type": "float"}
+
+
+class TestElasticSparse(ElasticSuite):
+    task = TaskType.SPARSE_EMBEDDING
+    settings = {**AWS, "api": "elastic", "endpoint_name": "elastic-sparse-elser"}
+
+
+class TestElasticRerank(ElasticSuite):
+    task = TaskType.RERANK
+    settings = {**AWS, "api": "elastic", "endpoint_name": "elastic-rerank-bge"}
+
+
+class TestElasticCompletion(ElasticSuite):
+    task = TaskType.COMPLETION
+    settings = {**AWS, "api": "elastic", "endpoint_name": "elastic-completion-llm"}
+
+
+async def started(aiohttp_server: Any) -> tuple[FakeSageMaker, AmazonSageMakerService]:
+    fake = FakeSageMaker()
+    await fake.start(aiohttp_server)
+    return fake, make_service(AmazonSageMakerService, fake)
+
+
+async def test_invoke_endpoint_headers_and_openai_body(aiohttp_server: Any) -> None:
+    fake, service = await started(aiohttp_server)
+    endpoint = make_endpoint(service, TaskType.TEXT_EMBEDDING, {
+        **AWS, "api": "openai", "endpoint_name": "openai-multi", "target_model": "model-a.tar.gz",
+        "inference_component_name": "ic-1", "dimensions": 3,
+    }, {"custom_attributes": "trace=1", "session_id": "s-9", "user": "me"})
+    try:
+        one = await service.embed(endpoint, ["only"], InputType.SEARCH, {})
+        two = await service.embed(endpoint, ["a", "b"], InputType.INGEST, {"target_variant": "blue"})
+    finally:
+        await service.close()
+    assert fake.problems == []
+    first, second = fake.calls
+    assert first.raw_path == "/endpoints/openai-multi/invocations"
+    assert first.json == {"input": "only", "user": "me", "dimensions": 3}  # one text goes as a string
+    assert second.json["input"] == ["a", "b"]
+    assert first.headers["X-Amzn-SageMaker-Target-Model"] == "model-a.tar.gz"
+    assert first.headers["X-Amzn-SageMaker-Inference-Component"] == "ic-1"
+    assert first.headers["X-Amzn-SageMaker-Custom-Attributes"] == "trace=1"
+    assert first.headers["X-Amzn-SageMaker-Session-Id"] == "s-9"
+    assert "X-Amzn-SageMaker-Target-Variant" not in first.headers
+    assert second.headers["X-Amzn-SageMaker-Target-Variant"] == "blue"
+    assert [len(v) for v in one.vectors + two.vectors] == [3, 3, 3]
+
+
+async def test_elastic_input_type_query_and_passthrough_task_settings(aiohttp_server: Any) -> None:
+    fake, service = await started(aiohttp_server)
+    embed = make_endpoint(service, TaskType.TEXT_EMBEDDING,
+                          {**AWS, "api": "elastic", "endpoint_name": "elastic-e5", "element_type": "float"})
+    complete = make_endpoint(service, TaskType.COMPLETION,
+                             {**AWS, "api": "elastic", "endpoint_name": "elastic-completion-llm"})
+    rerank = make_endpoint(service, TaskType.RERANK, {**AWS, "api": "elastic", "endpoint_name": "elastic-rerank-x"})
+    try:
+        search = await service.embed(embed, ["q"], InputType.SEARCH, {})
+        override = service.parse_task_settings(TaskType.COMPLETION, {"tone": "warm", "session_id": "s"})
+        done = await service.complete(complete, ["hi"], override)
+        ranked = await service.rerank(rerank, "q", ["aaaa", "b", "cc"], {"top_n": 2})
+    finally:
+        await service.close()
+    assert fake.problems == []
+    assert fake.calls[0].json == {"input": "q", "input_type": "search"} and search.vectors[0][0] == 1.0
+    assert fake.calls[1].json == {"input": "hi", "task_settings": {"tone": "warm"}}
+    assert fake.calls[1].headers["X-Amzn-SageMaker-Session-Id"] == "s"
+    assert done[0].result == "Hello world (warm)"
+    assert fake.calls[2].json == {"input": ["aaaa", "b", "cc"], "query": "q"}
+    assert [(d.index, d.text) for d in ranked] == [(1, "b"), (2, "cc")]
+
+
+async def test_elastic_byte_embeddings(aiohttp_server: Any) -> None:
+    fake, service = await started(aiohttp_server)
+    endpoint = make_endpoint(service, TaskType.TEXT_EMBEDDING,
+                             {**AWS, "api": "elastic", "endpoint_name": "elastic-bytes", "element_type": "byte"})
+    try:
+        result = await service.embed(endpoint, ["a", "b"], InputType.INGEST, {})
+        probed = await service.probe_dimensions(endpoint)
+    finally:
+        await service.close()
+    assert result.element_type == "byte" and all(isinstance(v, int) for v in result.vectors[0])
+    assert probed[0] == 4
+
+
+@pytest.mark.parametrize(
+    ("task", "settings", "task_settings", "status", "reason"),
+    [
+        (TaskType.RERANK, {"api": "openai"}, {}, 405,
+         "Task [openai] is not compatible for service [sagemaker] and api [rerank]. Supported tasks: "
+         "[[text_embedding, completion]]"),
+        (TaskType.TEXT_EMBEDDING, {"api": "elastic"}, {}, 400,
+         "Validation Failed: 1: [service_settings] does not contain the required setting [element_type];"),
+        (TaskType.COMPLETION, {"api": "elastic"}, {"tone": "warm"}, 400,
+         "Validation Failed: 1: task_settings is only supported during the inference request and cannot be "
+         "stored in the inference endpoint.;"),
+        (TaskType.COMPLETION, {"api": "openai", "rate_limit": {"requests_per_minute": 5}}, {}, 400,
+         "Configuration contains settings [{rate_limit={requests_per_minute=5}}] unknown to the "
+         "[amazon_sagemaker] service"),
+        (TaskType.COMPLETION, {"api": "openai", "batch_size": 0}, {}, 400,
+         "Validation Failed: 1: [service_settings] Invalid value [0]. [batch_size] must be a positive integer;"),
+    ],
+)
+def test_settings_errors(task: TaskType, settings: dict[str, Any], task_settings: dict[str, Any], status: int,
+                         reason: str) -> None:
+    with pytest.raises(EsError) as caught:
+        AmazonSageMakerService(None).parse("x", task, {**AWS, "endpoint_name": "e", **settings}, task_settings)
+    assert (caught.value.status, caught.value.reason) == (status, reason)
+    assert SECRET not in caught.value.reason
+
+
+def test_listed_with_its_settings() -> None:
+    entry = AmazonSageMakerService(None).describe()
+    assert entry["name"] == "Amazon SageMaker"
+    assert entry["task_types"] == ["text_embedding", "sparse_embedding", "rerank", "completion"]
+    assert entry["configurations"]["secret_key"]["sensitive"] is True
+    assert entry["configurations"]["api"]["required"] is True
+    assert entry["configurations"]["batch_size"]["type"] == "int"

@@ -1,0 +1,156 @@
+"""In-process checks of the trained model core: tokenizers built from an uploaded vocabulary
+agree with the Hugging Face tokenizers Eland took the vocabulary from, and configs are
+validated and completed as Elasticsearch does."""
+
+from __future__ import annotations
+
+import pytest
+
+from sidecar.errors import EsError
+from sidecar.trained_models.config import parse_put
+from sidecar.trained_models.tokenization import UploadedTokenizer
+
+TEXTS = [
+    "Hello, World! This is Elasticsearch.",
+    "Café crème brûlée — naïve façade",
+    "the dogs ran to the river; 42 cats watched",
+    "",
+    "UPPER lower MiXeD 123abc",
+]
+
+
+def _eland_vocab(tokenizer) -> dict:
+    """``TransformerModel._load_vocab`` of Eland."""
+    items = tokenizer.get_vocab().items()
+    vocab = {"vocabulary": [k for k, _ in sorted(items, key=lambda kv: kv[1])]}
+    ranks = getattr(tokenizer, "bpe_ranks", {})
+    if ranks:
+        vocab["merges"] = [" ".join(m) for m, _ in sorted(ranks.items(), key=lambda kv: kv[1])]
+    return vocab
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+    from tiny_models import make_tiny_embedding_model
+
+    return make_tiny_embedding_model(tmp_path_factory.mktemp("tok") / "bert")
+
+
+@pytest.mark.parametrize("lower", [True, False])
+def test_bert_wordpiece_matches_the_hugging_face_tokenizer(bert_dir, lower):
+    from transformers import BertTokenizer
+
+    reference = BertTokenizer(str(bert_dir / "vocab.txt"), do_lower_case=lower)
+    ours = UploadedTokenizer({"bert": {"do_lower_case": lower, "max_sequence_length": 64}}, _eland_vocab(reference))
+    encoded = ours.encode(TEXTS)
+    for i, text in enumerate(TEXTS):
+        want = reference(text)["input_ids"]
+        assert encoded.input_ids[i][:len(want)] == want
+        assert sum(encoded.attention_mask[i]) == len(want)
+    pair = ours.encode([("the cat", "a dog in the house")])
+    assert pair.input_ids[0] == reference("the cat", "a dog in the house")["input_ids"]
+    assert pair.token_type_ids[0] == reference("the cat", "a dog in the house")["token_type_ids"]
+
+
+def test_truncation_first_second_and_none(bert_dir):
+    from transformers import BertTokenizer
+
+    reference = BertTokenizer(str(bert_dir / "vocab.txt"), do_lower_case=True)
+    vocab = _eland_vocab(reference)
+    long = "the cat " * 40
+    first = UploadedTokenizer({"bert": {"do_lower_case": True, "max_sequence_length": 16}}, vocab)
+    out = first.encode([long, "short"])
+    assert out.truncated == [True, False]
+    assert out.input_ids[0] == reference(long, truncation=True, max_length=16)["input_ids"]
+    second = UploadedTokenizer({"bert": {"do_lower_case": True, "max_sequence_length": 16, "truncate": "second"}},
+                               vocab)
+    pair = second.encode([("a short query", long)])
+    assert pair.input_ids[0] == reference("a short query", long, truncation="only_second", max_length=16)["input_ids"]
+    none = UploadedTokenizer({"bert": {"do_lower_case": True, "max_sequence_length": 16, "truncate": "none"}}, vocab)
+    with pytest.raises(EsError) as err:
+        none.encode([long])
+    assert err.value.status == 400
+    assert "exceeds the maximum sequence length [16]" in err.value.reason
+
+
+def test_mpnet_uses_its_own_special_tokens(tmp_path):
+    from tiny_models import tiny_vocab
+    from transformers import MPNetTokenizer
+
+    words = ["<s>", "<pad>", "</s>", "<unk>", "[UNK]"] + [w for w in tiny_vocab() if not w.startswith("[")] + ["<mask>"]
+    (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
+    reference = MPNetTokenizer(str(tmp_path / "vocab.txt"), do_lower_case=True)
+    ours = UploadedTokenizer({"mpnet": {"do_lower_case": True, "max_sequence_length": 64}}, _eland_vocab(reference))
+    encoded = ours.encode(TEXTS)
+    for i, text in enumerate(TEXTS):
+        want = reference(text)["input_ids"]
+        assert encoded.input_ids[i][:len(want)] == want
+    assert ours.encode([("the cat", "a dog")]).input_ids[0] == reference("the cat", "a dog")["input_ids"]
+
+
+def test_roberta_byte_level_bpe_from_uploaded_merges(tmp_path):
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaTokenizer
+
+    trainer = ByteLevelBPETokenizer()
+    trainer.train_from_iterator(TEXTS * 20 + ["search the index for documents about rivers and cities"] * 20,
+                                vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    trainer.save_model(str(tmp_path))
+    reference = RobertaTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"))
+    vocab = _eland_vocab(reference)
+    # Eland reads the slow tokenizer's ``bpe_ranks``: the merges file's lines, in rank order.
+    vocab.setdefault("merges", [line for line in (tmp_path / "merges.txt").read_text(encoding="utf-8").splitlines()
+                                if line and not line.startswith("#version")])
+    assert vocab["merges"]
+    ours = UploadedTokenizer({"roberta": {"add_prefix_space": False, "max_sequence_length": 128}}, vocab)
+    for text, ids in zip(TEXTS, ours.encode(TEXTS).input_ids, strict=True):
+        want = reference(text)["input_ids"]
+        assert ids[:len(want)] == want
+    with pytest.raises(EsError):
+        UploadedTokenizer({"roberta": {}}, {"vocabulary": vocab["vocabulary"]})
+
+
+def test_config_is_completed_with_elasticsearch_defaults():
+    config = parse_put("my-model", {"model_type": "pytorch", "input": {"field_names": ["text_field"]},
+                                    "inference_config": {"text_embedding": {"tokenization": {"bert": {
+                                        "do_lower_case": True}}}}}, version="12.0.0")
+    assert config["created_by"] == "api_user"
+    assert config["license_level"] == "platinum"
+    assert config["inference_config"]["text_embedding"] == {
+        "vocabulary": {"index": ".ml-inference-native-000002"},
+        "tokenization": {"bert": {"do_lower_case": True, "with_special_tokens": True, "max_sequence_length": 512,
+                                  "truncate": "first", "span": -1}},
+        "results_field": "predicted_value"}
+    similarity = parse_put("sim", {"model_type": "pytorch", "input": {"field_names": ["t"]},
+                                   "inference_config": {"text_similarity": {}}}, version="12.0.0")
+    assert similarity["inference_config"]["text_similarity"]["span_score_combination"] == "max"
+    zero_shot = parse_put("zs", {"model_type": "pytorch", "input": {"field_names": ["t"]},
+                                 "inference_config": {"zero_shot_classification": {
+                                     "classification_labels": ["entailment", "neutral", "contradiction"]}}},
+                          version="12.0.0")
+    assert zero_shot["inference_config"]["zero_shot_classification"]["hypothesis_template"] == "This example is {}."
+
+
+@pytest.mark.parametrize(("model_id", "body", "kind", "reason"), [
+    ("m", {"model_type": "pytorch", "input": {"field_names": ["t"]}}, "action_request_validation_exception",
+     "Validation Failed: 1: [inference_config] must not be null.;"),
+    ("m", {"input": {"field_names": ["t"]}, "inference_config": {"pass_through": {}}},
+     "action_request_validation_exception", "Validation Failed: 1: [model_type] must be set if [definition] is not defined.;"),
+    ("Bad_Id", {"model_type": "pytorch", "input": {"field_names": ["t"]}, "inference_config": {"ner": {}}},
+     "action_request_validation_exception", "Invalid model_id; 'Bad_Id' can contain lowercase alphanumeric"),
+    ("m", {"model_type": "pytorch", "bogus": 1}, "x_content_parse_exception",
+     "[trained_model_config] unknown field [bogus]"),
+    ("m", {"model_type": "pytorch", "input": {"field_names": ["t"]},
+           "inference_config": {"text_embedding": {"tokenization": {"bert": {"truncate": "none", "span": 600,
+                                                                              "max_sequence_length": 512}}}}},
+     "action_request_validation_exception", "[span] provided [600] must not be greater than [max_sequence_length]"),
+    ("m", {"model_type": "pytorch", "input": {"field_names": ["t"]}, "create_time": 1,
+           "inference_config": {"pass_through": {}}},
+     "action_request_validation_exception", "illegal to set [create_time] at inference model creation"),
+])
+def test_bad_configs_are_refused_as_elasticsearch_refuses_them(model_id, body, kind, reason):
+    with pytest.raises(EsError) as err:
+        parse_put(model_id, body, version="12.0.0")
+    assert err.value.status == 400
+    assert err.value.type == kind
+    assert reason in err.value.reason
