@@ -33,6 +33,7 @@ from .api.keys import (
     SEMANTIC_INDICES,
     SERVICES,
     TASKS,
+    TRAINED_MODELS,
     UPSTREAM,
 )
 from .api.middleware import es_errors
@@ -68,6 +69,7 @@ async def _parts(app: web.Application) -> AsyncIterator[None]:
     from .semantic.metadata import SemanticIndices
     from .semantic.search import SemanticSearch
     from .tasks import Tasks
+    from .trained_models import TrainedModels, TrainedModelStore
     from .writes.fill import EmbeddingCache, SemanticFiller
 
     config = app[CONFIG]
@@ -95,10 +97,16 @@ async def _parts(app: web.Application) -> AsyncIterator[None]:
     app[SEARCH] = SemanticSearch(endpoints=endpoints, semantic=semantic, es=es, upstream=app[UPSTREAM],
                                  timeout_s=config.inference_timeout_s, node_version=node_version)
     tasks = app[TASKS] = Tasks(es)
+    # Models uploaded through Eland and built-in model ids; recorded deployments start again.
+    trained = app[TRAINED_MODELS] = TrainedModels(
+        TrainedModelStore(es, prefix=f"{config.system_index_prefix}-trained-models"), models,
+        cache_dir=config.model_cache_dir, default_timeout_s=config.inference_timeout_s)
+    restoring = asyncio.ensure_future(trained.restore())
     with metrics.reporting(models):
         try:
             yield
         finally:
+            restoring.cancel()
             await tasks.close()
             await asyncio.gather(services.close(), models.close(), es.close(), return_exceptions=True)
             await app[UPSTREAM].close()

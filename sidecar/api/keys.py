@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..semantic.metadata import SemanticIndices
     from ..semantic.search import SemanticSearch
     from ..tasks import Tasks
+    from ..trained_models import TrainedModels
     from ..writes.fill import SemanticFiller
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
@@ -35,3 +36,4 @@ PIPELINES: web.AppKey[Pipelines] = web.AppKey("pipelines")
 FILLER: web.AppKey[SemanticFiller] = web.AppKey("semantic_filler")
 SEARCH: web.AppKey[SemanticSearch] = web.AppKey("semantic_search")
 TASKS: web.AppKey[Tasks] = web.AppKey("tasks")
+TRAINED_MODELS: web.AppKey[TrainedModels] = web.AppKey("trained_models")

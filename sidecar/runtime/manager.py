@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import EsError, not_found, status_exception, unavailable, validation
@@ -68,6 +69,9 @@ class ModelManager:
         self._deployments: dict[str, Deployment] = {}
         self._models: dict[tuple[str, str], SharedModel] = {}
         self._resolving: dict[str, asyncio.Future[ResolvedModel]] = {}
+        # Asked before the built-in resolution, in order: ``async (model_id) -> ResolvedModel
+        # | None`` (the uploaded trained models register theirs here).
+        self.sources: list[Callable[[str], Awaitable[ResolvedModel | None]]] = []
         self._closed = False
         # Counts tokens of large requests off the event loop (a fast tokenizer spreads one
         # call over the cores itself).
@@ -168,6 +172,10 @@ class ModelManager:
             ) from None
 
     async def _resolve(self, model_id: str) -> ResolvedModel:
+        for source in self.sources:
+            found = await source(model_id)
+            if found is not None:
+                return found
         pending = self._resolving.get(model_id)
         if pending is None:
             pending = asyncio.ensure_future(
@@ -184,7 +192,7 @@ class ModelManager:
                 # A device this host does not have fails the deployment before anything loads.
                 await asyncio.to_thread(resolve_device, self.device)
             resolved = await self._resolve(dep.model_id)
-            shared = self._acquire(os.path.realpath(resolved.path), dep.task)
+            shared = self._acquire(os.path.realpath(resolved.path), dep.task, resolved.loader)
             try:
                 model = await asyncio.shield(shared.load)  # type: ignore[arg-type]
             except BaseException:
@@ -221,7 +229,7 @@ class ModelManager:
             log.warning("deployment [%s] failed: %s", dep.deployment_id, error.reason)
             dep._set_failed(error)
 
-    def _acquire(self, path: str, task: str) -> SharedModel:
+    def _acquire(self, path: str, task: str, loader: Callable[..., LoadedModel] | None = None) -> SharedModel:
         key = (path, task)
         shared = self._models.get(key)
         if shared is None:
@@ -232,7 +240,7 @@ class ModelManager:
         ):
             log.info("loading model [%s] for task [%s]", path, task)
             load = asyncio.to_thread(
-                load_model, path, task, device=self.device, backend=self.backend, cache_dir=self.cache_dir
+                loader or load_model, path, task, device=self.device, backend=self.backend, cache_dir=self.cache_dir
             )
             shared.load = asyncio.ensure_future(load)
             shared.load.add_done_callback(_retrieve)

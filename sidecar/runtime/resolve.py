@@ -26,8 +26,10 @@ import os
 import re
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 from urllib.request import getproxies
 
@@ -106,9 +108,12 @@ class ResolvedModel:
 
     model_id: str
     path: str
-    source: str  # "path" | "package" | "hf_cache" | "hf_download"
+    source: str  # "path" | "package" | "hf_cache" | "hf_download" | "trained_model"
     hf_id: str | None = None
     names: tuple[str, ...] = field(default_factory=tuple)
+    # Loads the model when it is not a model directory :func:`load_model` reads (uploaded
+    # trained models); same signature as :func:`sidecar.runtime.loader.load_model`.
+    loader: Callable[..., Any] | None = field(default=None, compare=False)
 
     @property
     def is_e5(self) -> bool:
