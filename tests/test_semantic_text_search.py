@@ -121,3 +121,45 @@ def test_inference_fields_by_url_source_includes(sidecar_url, env):
     assert "inference_field" not in hit["_source"]
     [chunk] = _inference_fields_of(hit)["chunks"]["inference_field"]
     assert len(chunk["embeddings"]) == 384
+
+
+# -- _field_caps (10_semantic_text_field_mapping.yml, 100_semantic_text_field_caps.yml) -----------------
+
+
+def _field_caps(sidecar_url, index, params="fields=*", body=None):
+    method = "POST" if body is not None else "GET"
+    status, answer = http.json_request(method, f"{sidecar_url}/{index}/_field_caps?{params}", body)
+    assert status == 200, answer
+    assert not any(name.startswith("_sidecar_inference") for name in answer["fields"]), answer["fields"].keys()
+    return answer["fields"]
+
+
+def test_field_caps_shows_semantic_text_as_searchable_text(sidecar_url, env):
+    fields = _field_caps(sidecar_url, env["sparse_index"])
+    assert fields["inference_field"] == {"text": {"type": "text", "metadata_field": False, "searchable": True,
+                                                  "aggregatable": False}}
+    assert fields["text_field"]["text"]["searchable"] is True
+    fields = _field_caps(sidecar_url, env["sparse_index"], "fields=inference_field&include_empty_fields=false")
+    assert fields["inference_field"]["text"]["searchable"] is True
+
+
+def test_field_caps_leaves_out_empty_semantic_fields_when_asked(sidecar_url, env):
+    index = sd.create_index(sidecar_url, sd.uid("st-caps"), {
+        "sparse_field": {"type": "semantic_text", "inference_id": env["sparse"]},
+        "dense_field": {"type": "semantic_text", "inference_id": env["dense"]}})
+    try:
+        assert {"sparse_field", "dense_field"} <= _field_caps(sidecar_url, index).keys()
+        fields = _field_caps(sidecar_url, index, "fields=*&include_empty_fields=false")
+        assert "sparse_field" not in fields and "dense_field" not in fields
+        sd.index_docs(sidecar_url, index, {"1": {"sparse_field": "these are not the droids you're looking for"}})
+        fields = _field_caps(sidecar_url, index, "fields=*&include_empty_fields=false")
+        assert fields["sparse_field"]["text"]["searchable"] is True and "dense_field" not in fields
+    finally:
+        sd.delete_index(sidecar_url, index)
+
+
+def test_field_caps_with_a_semantic_index_filter(sidecar_url, env):
+    fields = _field_caps(sidecar_url, env["sparse_index"], "fields=*", {
+        "index_filter": {"semantic": {"field": "inference_field", "query": "test"}}})
+    assert fields["inference_field"]["text"]["searchable"] is True
+    assert fields["text_field"]["text"]["searchable"] is True

@@ -71,6 +71,8 @@ ROUTES: list[tuple[tuple[str, ...], str, object]] = [
     (POST, f"/{INDEX}/_async_search", search.async_search),
     (GET, f"/{INDEX}/_doc/{{id}}", search.get_doc),
     (GET, f"/{INDEX}/_source/{{id}}", search.get_doc),
+    (GET_POST, "/_field_caps", search.field_caps),
+    (GET_POST, f"/{INDEX}/_field_caps", search.field_caps),
     # Writes
     (PUT_POST, "/_bulk", writes.bulk),
     (PUT_POST, f"/{INDEX}/_bulk", writes.bulk),

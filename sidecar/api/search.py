@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from ..proxy import forwarded_request_headers, proxy_handler, stream_response
+from ..semantic import field_caps as field_caps_view
 from ..semantic.search import Answer, Caller, SemanticSearch
 from .calls import caller_for
 from .filter_path import filter_response
@@ -144,3 +145,36 @@ async def mget(request: web.Request) -> web.StreamResponse:
     params, new_body = rewritten
     caller = caller_for(request)
     return _reply(request, await caller.send("POST", request.rel_url.raw_path, new_body, params), caller)
+
+
+async def field_caps(request: web.Request) -> web.StreamResponse:
+    """``_field_caps``: semantic_text fields shown as Elasticsearch shows them, the internal
+    fields hidden, an ``index_filter`` with semantic queries rewritten."""
+    service = _service(request)
+    index = request.match_info.get("index")
+    semantics = await service.semantic.resolve(index or "_all")
+    if not semantics:
+        return await proxy_handler(request)
+    raw = await request.read()
+    body = _json(raw)
+    if body is _INVALID or (body is not None and not isinstance(body, dict)):
+        return await _forward(request, raw)
+    body = dict(body or {})
+    params = dict(request.query)
+    if isinstance(body.get("fields"), list):
+        patterns = [str(f) for f in body["fields"]]
+        body["fields"] = [*patterns, f"{field_caps_view.INFERENCE_ROOT}.*"]
+    else:
+        patterns = [p for p in (params.get("fields") or "").split(",") if p]
+        if patterns:
+            params["fields"] = field_caps_view.fields_param(params["fields"])
+    if isinstance(body.get("index_filter"), dict):
+        rewritten = await service.count_body(index, request.query, {"query": body["index_filter"]})
+        if rewritten is not None:
+            body["index_filter"] = rewritten["query"]
+    caller = caller_for(request)
+    answer = await caller.send(request.method if body else "GET", request.rel_url.raw_path, body or None, params)
+    if answer.status == 200:
+        include_empty = params.get("include_empty_fields", "true") != "false"
+        answer.body = field_caps_view.rewrite(answer.body, semantics, patterns, include_empty)
+    return _reply(request, answer, caller)
