@@ -162,3 +162,44 @@ def test_listed_with_its_settings() -> None:
     assert entry["configurations"]["secret_key"]["sensitive"] is True
     assert entry["configurations"]["api"]["required"] is True
     assert entry["configurations"]["batch_size"]["type"] == "int"
+
+
+# -- through the sidecar, with the official client ---------------------------------------------------
+
+
+@pytest.mark.es
+async def test_official_client_against_the_sidecar(es_url: str, sidecar_env: dict[str, str], tmp_path: Any,
+                                                   aiohttp_server: Any) -> None:
+    import asyncio
+    import json
+    import uuid
+
+    from elasticsearch import Elasticsearch
+    from sidecar_fixtures import SidecarProcess
+
+    fake = FakeSageMaker()
+    await fake.start(aiohttp_server)
+    env = {**sidecar_env, "SIDECAR_PROVIDER_URL_AMAZON_SAGEMAKER": fake.url}
+    proc = SidecarProcess(es_url, env, tmp_path / "sagemaker.log").start()
+    inference_id = f"sagemaker-{uuid.uuid4().hex[:8]}"
+
+    def run() -> None:
+        client = Elasticsearch(proc.url)
+        created = client.inference.put(task_type="text_embedding", inference_id=inference_id, inference_config={
+            "service": "amazon_sagemaker",
+            "service_settings": {**AWS, "api": "elastic", "endpoint_name": "elastic-e5", "element_type": "float",
+                                 "similarity": "cosine"},
+        })
+        assert created["service_settings"]["dimensions"] == 4
+        assert SECRET not in json.dumps(client.inference.get(inference_id=inference_id).body)
+        result = client.inference.inference(inference_id=inference_id, input=["a", "b"], input_type="search")
+        assert [e["embedding"][0] for e in result["text_embedding"]] == [1.0, 1.0]
+        services = {s["service"]: s for s in client.perform_request("GET", "/_inference/_services").body}
+        assert services["amazon_sagemaker"]["configurations"]["endpoint_name"]["required"] is True
+        client.inference.delete(inference_id=inference_id)
+
+    try:
+        await asyncio.to_thread(run)
+    finally:
+        proc.stop()
+    assert fake.problems == []
