@@ -163,3 +163,30 @@ def test_field_caps_with_a_semantic_index_filter(sidecar_url, env):
         "index_filter": {"semantic": {"field": "inference_field", "query": "test"}}})
     assert fields["inference_field"]["text"]["searchable"] is True
     assert fields["text_field"]["text"]["searchable"] is True
+
+
+# -- queries naming the pre-8.18 layout (30_semantic_text_inference.yml) ----------------------------
+
+
+def test_nested_sparse_vector_on_the_legacy_chunks_path(sidecar_url, env):
+    status, body = sd.search(sidecar_url, env["sparse_index"], {"query": {"nested": {
+        "path": "inference_field.inference.chunks",
+        "query": {"sparse_vector": {"field": "inference_field.inference.chunks.embeddings",
+                                    "inference_id": env["sparse"], "query": "inference test"}}}}})
+    assert status == 200, body
+    assert body["hits"]["total"]["value"] == 1 and sd.ids(body) == ["doc2"]
+    # The same score as the semantic query Elasticsearch resolves both to.
+    _, semantic = sd.search(sidecar_url, env["sparse_index"], {"query": {"semantic": {
+        "field": "inference_field", "query": "inference test"}}})
+    assert body["hits"]["hits"][0]["_score"] == pytest.approx(semantic["hits"]["hits"][0]["_score"], rel=1e-6)
+
+
+def test_nested_knn_on_the_legacy_embeddings_path(sidecar_url, env):
+    status, body = sd.search(sidecar_url, env["dense_index"], {"query": {"nested": {
+        "path": "inference_field.inference.chunks",
+        "query": {"knn": {"field": "inference_field.inference.chunks.embeddings",
+                          "query_vector_builder": {"text_embedding": {"model_id": env["dense"],
+                                                                      "model_text": "inference test"}}}}}}})
+    assert status == 200, body
+    assert body["hits"]["total"]["value"] == 1 and sd.ids(body) == ["doc2"]
+    assert body["hits"]["hits"][0]["_score"] == pytest.approx(1.0, abs=1e-3)

@@ -60,6 +60,11 @@ class RewriterBase:
         handler = self._handlers.get(kind)
         if handler is not None:
             return await handler(body)
+        return await self.walk(query)
+
+    async def walk(self, query: dict[str, Any]) -> Any:
+        """A compound query with its child queries rewritten."""
+        (kind, body), = query.items()
         keys = _CHILD_KEYS.get(kind)
         if keys is None or not isinstance(body, dict):
             return query

@@ -23,5 +23,6 @@ class QueryRewriter(SemanticQueries, KnnQueries):
             "weighted_tokens": self._weighted_tokens,
             "match": self._match,
             "exists": self._exists,
+            "nested": self._nested,
             "knn": self._knn_query,
         })

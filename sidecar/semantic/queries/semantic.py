@@ -17,6 +17,8 @@ from .errors import ShardFailure, parsing_error
 from .sparse import SparseQueries
 
 DEFAULT_K = 10
+# Where a semantic_text field's chunks lived before 8.18: ``<field>.inference.chunks``.
+LEGACY_CHUNKS = ".inference.chunks"
 
 
 class SemanticQueries(SparseQueries):
@@ -149,6 +151,24 @@ class SemanticQueries(SparseQueries):
             clauses.append((frozenset(others), {"exists": body}))
         return combine_per_index(clauses, self.all_indices, name)
 
+    # -- nested over the pre-8.18 layout -------------------------------------------------------
+    async def _nested(self, body: Any) -> dict[str, Any]:
+        """``nested`` on ``<field>.inference.chunks`` (the layout before 8.18, which saved queries
+        still name): Elasticsearch resolves it onto the semantic_text field's chunks."""
+        path = body.get("path") if isinstance(body, dict) else None
+        field_name = path[: -len(LEGACY_CHUNKS)] if isinstance(path, str) and path.endswith(LEGACY_CHUNKS) else None
+        groups, others = self.split(field_name) if field_name else ({}, [])
+        if not groups:
+            return await self.walk({"nested": body})
+        legacy = {path + ".embeddings": embeddings_path(field_name), path: chunks_path(field_name)}
+        semantic = frozenset(index for members in groups.values() for index, _ in members)
+        moved = _renamed({**body, "path": chunks_path(field_name)}, legacy)
+        clauses = [(semantic, await self.walk({"nested": moved}))]
+        if others:
+            clauses.append((frozenset(others), await self.walk({"nested": body})))
+        self.changed = True
+        return combine_per_index(clauses, self.all_indices)
+
     # -- match on semantic_text ----------------------------------------------------------------
     async def _match(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict) or len(body) != 1:
@@ -168,6 +188,16 @@ class SemanticQueries(SparseQueries):
         semantic = await self.semantic(field_name, text, boost, name, lenient=True, only=semantic_indices)
         return {"bool": {"should": [index_filtered(semantic, semantic_indices),
                                     index_filtered({"match": body}, others)]}}
+
+
+def _renamed(value: Any, names: dict[str, str]) -> Any:
+    """``value`` with every field name in ``names`` replaced (keys and ``field`` values)."""
+    if isinstance(value, dict):
+        return {names.get(k, k): (names.get(v, v) if k in ("field", "path") and isinstance(v, str)
+                                  else _renamed(v, names)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_renamed(v, names) for v in value]
+    return value
 
 
 def _advice(fld: SemanticField) -> str:
