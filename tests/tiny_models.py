@@ -170,3 +170,49 @@ def make_tiny_embedding_model(
         encoding="utf-8",
     )
     return path
+
+
+def make_tiny_clip_model(path: str | Path, *, seed: int = 3, projection_dim: int = 16) -> Path:
+    """A multimodal sentence-transformers directory: its ``CLIPModel`` module over a tiny random
+    transformers ``CLIPModel`` (text and vision towers) and a ``CLIPProcessor`` (a character-level
+    BPE tokenizer, 32×32 images). Embeds texts and images into ``projection_dim`` dimensions.
+    The transformers model and processor are written to ``path / "clip"``, the
+    sentence-transformers model (what endpoints load) to ``path``."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import CLIPModel as ClipModule
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPProcessor,
+        CLIPTextConfig,
+        CLIPTokenizer,
+        CLIPVisionConfig,
+    )
+
+    path = Path(path)
+    raw = path / "clip"
+    raw.mkdir(parents=True, exist_ok=True)
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for ch in string.ascii_lowercase + string.digits + "".join(_PUNCT):
+        vocab.setdefault(ch, len(vocab))
+        vocab.setdefault(ch + "</w>", len(vocab))
+    (raw / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (raw / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    tower = {"hidden_size": TINY_HIDDEN_SIZE, "intermediate_size": 64, "num_hidden_layers": 2,
+             "num_attention_heads": 2, "projection_dim": projection_dim}
+    text = CLIPTextConfig(vocab_size=len(vocab), max_position_embeddings=TINY_MAX_SEQ_LENGTH,
+                          bos_token_id=0, eos_token_id=1, pad_token_id=1, **tower)
+    vision = CLIPVisionConfig(image_size=32, patch_size=8, **tower)
+    config = CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=projection_dim)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CLIPModel(config)
+    model.eval()
+    model.save_pretrained(str(raw))
+    tokenizer = CLIPTokenizer(str(raw / "vocab.json"), str(raw / "merges.txt"), model_max_length=TINY_MAX_SEQ_LENGTH)
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(str(raw))
+    SentenceTransformer(modules=[ClipModule(str(raw))], device="cpu").save(str(path))
+    return path

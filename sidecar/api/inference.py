@@ -136,7 +136,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
 
 async def services_catalogue(request: web.Request) -> web.Response:
     task_type = request.match_info.get("task_type")
-    return json_response(_endpoints(request).services_catalogue(task_type), request=request)
+    return json_response(await _endpoints(request).services_catalogue(task_type), request=request)
 
 
 async def trained_model_stats(request: web.Request) -> web.StreamResponse:

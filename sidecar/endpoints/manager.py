@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sidecar.endpoints")
 
 _ID = re.compile(r"^[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?$")
-CHUNKED_TASKS = (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING)
+CHUNKED_TASKS = (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING, TaskType.EMBEDDING)
 # What refers to an endpoint (pipelines, index mappings); later modules register finders.
 ReferenceFinder = Callable[[str], Awaitable[tuple[list[str], list[str]]]]
 
@@ -95,8 +95,10 @@ class InferenceEndpoints:
             raise validation(f"field [service] is not of the expected type. The value [{service_name}] cannot be converted to a [String]")
         body_task_type = config.pop("task_type", None)
         task_type = self._resolve_task_type(path_task_type, body_task_type)
+        await self._parse_task_type(task_type.value)
         service = self.services.get(service_name)
         service.check_task_type(task_type)
+        await self._check_version(service, task_type)
 
         if "service_settings" not in config or config["service_settings"] is None:
             raise status_exception(400, "Model configuration is missing [service_settings]")
@@ -131,7 +133,7 @@ class InferenceEndpoints:
         wait = self.default_timeout_s if timeout_s is None else timeout_s
         await self._start(service, endpoint, wait)
         try:
-            if task_type is TaskType.TEXT_EMBEDDING:
+            if task_type in (TaskType.TEXT_EMBEDDING, TaskType.EMBEDDING):
                 await self._probe(service, endpoint)
             await self.store.create(endpoint)
         except BaseException:
@@ -225,7 +227,7 @@ class InferenceEndpoints:
         return endpoint
 
     async def get(self, inference_id: str | None, task_type: str | None = None) -> dict[str, Any]:
-        wanted = parse_task_type(task_type) if task_type else None
+        wanted = await self._parse_task_type(task_type) if task_type else None
         if inference_id in (None, "_all", "*"):
             endpoints = await self.store.list(wanted)
             endpoints += [e for e in self._defaults.values() if wanted is None or e.task_type is wanted]
@@ -240,12 +242,36 @@ class InferenceEndpoints:
             )
         return {"endpoints": [endpoint.public()]}
 
-    def services_catalogue(self, task_type: str | None = None) -> list[dict[str, Any]]:
-        wanted = parse_task_type(task_type) if task_type else None
-        return [
-            s.describe() for s in self.services.all()
-            if not s.hidden_from_catalogue and (wanted is None or wanted in s.task_types)
-        ]
+    async def _parse_task_type(self, value: str) -> TaskType:
+        """A task type the node's version knows (``embedding`` is unknown before 9.4)."""
+        task_type = parse_task_type(value)
+        if task_type is TaskType.EMBEDDING and self.node_version is not None and not (
+            await self.node_version.features()
+        ).embedding_task:
+            raise status_exception(400, f"Unknown task_type [{value}]")
+        return task_type
+
+    async def _version(self) -> tuple[int, ...]:
+        return await self.node_version.get() if self.node_version is not None else (99, 0, 0)
+
+    async def services_catalogue(self, task_type: str | None = None) -> list[dict[str, Any]]:
+        from ..protocol.catalogue import catalogue
+
+        wanted = await self._parse_task_type(task_type) if task_type else None
+        return catalogue(self.services.all(), await self._version(), wanted)
+
+    async def _check_version(self, service: Service, task_type: TaskType) -> None:
+        """A service or task type newer than the node's version is refused as that version
+        refuses it."""
+        from ..protocol.catalogue import listed, task_types
+
+        version = await self._version()
+        if not listed(service, version):
+            raise status_exception(400, f"Unknown service [{service.name}]")
+        if task_type not in task_types(service, version) and task_type not in service.extra_task_types:
+            raise status_exception(
+                400, f"The [{service.name}] service does not support task type [{task_type.value}]"
+            )
 
     # -- delete ----------------------------------------------------------------------------------
     async def references(self, inference_id: str) -> tuple[list[str], list[str]]:
@@ -265,7 +291,7 @@ class InferenceEndpoints:
                 400, f"[{inference_id}] is a reserved inference endpoint. Cannot delete a reserved inference "
                 "endpoint.")
         endpoint = await self.resolve(inference_id)
-        if task_type is not None and parse_task_type(task_type) is not endpoint.task_type:
+        if task_type is not None and await self._parse_task_type(task_type) is not endpoint.task_type:
             raise status_exception(
                 400,
                 f"Requested task type [{task_type}] does not match the inference endpoint's task type "
@@ -310,7 +336,7 @@ class InferenceEndpoints:
             )
         endpoint = await self.resolve(inference_id)
         for requested in (task_type, body.get("task_type")):
-            if requested is not None and parse_task_type(requested) is not endpoint.task_type:
+            if requested is not None and await self._parse_task_type(requested) is not endpoint.task_type:
                 raise status_exception(
                     400,
                     f"Task type must match the task type of the existing endpoint, "
@@ -375,9 +401,9 @@ class InferenceEndpoints:
     async def infer(
         self, inference_id: str, task_type: str | None, body: Any, *, timeout_s: float | None = None
     ) -> dict[str, Any]:
+        requested = await self._parse_task_type(task_type) if task_type is not None else None
         endpoint = await self.resolve(inference_id)
-        if task_type is not None:
-            requested = parse_task_type(task_type)
+        if requested is not None:
             if requested is not endpoint.task_type:
                 raise status_exception(
                     400,
@@ -390,6 +416,8 @@ class InferenceEndpoints:
                 f"Endpoint [{inference_id}] with task type [chat_completion] can only be used with the "
                 f"[_inference/chat_completion/{inference_id}/_stream] API",
             )
+        if endpoint.task_type is TaskType.EMBEDDING:
+            return await self._embed_contents(endpoint, body, timeout_s)
         request = self._parse_infer_body(endpoint, body)
         service = self.services.get(endpoint.service)
         if endpoint.secrets_missing:
@@ -406,13 +434,28 @@ class InferenceEndpoints:
         wait = self.default_timeout_s if timeout_s is None else timeout_s
         return await self._dispatch(self.inference.of(endpoint), request, task_settings, wait)
 
+    async def _embed_contents(self, endpoint: Endpoint, body: Any, timeout_s: float | None) -> dict[str, Any]:
+        from ..protocol.embedding import parse_embedding_request, render
+
+        request = parse_embedding_request(body)
+        service = self.services.get(endpoint.service)
+        task_settings = dict(endpoint.task_settings)
+        if request.task_settings:
+            task_settings.update(service.parse_task_settings(endpoint.task_type, dict(request.task_settings)))
+        input_type = InputType(request.input_type) if request.input_type else None
+        wait = self.default_timeout_s if timeout_s is None else timeout_s
+        result = await self.inference.embed_contents(
+            self.inference.of(endpoint), request.groups, input_type, task_settings, wait)
+        return render(result.vectors, result.element_type)
+
     async def open_stream(
         self, inference_id: str, task_type: str | None, body: Any, *, timeout_s: float | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         """Validate a ``_stream`` request and open the provider's stream (errors raised here
         happen before anything is sent, so they keep their HTTP status)."""
+        requested = await self._parse_task_type(task_type) if task_type is not None else None
         endpoint = await self.resolve(inference_id)
-        requested = parse_task_type(task_type) if task_type is not None else endpoint.task_type
+        requested = requested or endpoint.task_type
         if requested is not endpoint.task_type:
             raise status_exception(
                 400,

@@ -14,11 +14,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from ..errors import EsError, status_exception
+
+if TYPE_CHECKING:
+    from .embedding import ContentGroup
 
 
 class TaskType(StrEnum):
@@ -27,6 +30,8 @@ class TaskType(StrEnum):
     RERANK = "rerank"
     COMPLETION = "completion"
     CHAT_COMPLETION = "chat_completion"
+    # Elasticsearch 9.4+: text and image inputs (sidecar.protocol.embedding).
+    EMBEDDING = "embedding"
 
     @classmethod
     def parse(cls, value: str) -> TaskType:
@@ -137,6 +142,14 @@ class Service:
     configuration: ClassVar[dict[str, dict[str, Any]]] = {}
     # Left out of GET _inference/_services yet usable (Elasticsearch's hideFromConfigurationApi).
     hidden_from_catalogue: ClassVar[bool] = False
+    # The Elasticsearch versions (one per major line, e.g. ``((8, 19), (9, 1))``) that first have
+    # this service; None: the version in :data:`sidecar.protocol.catalogue.SERVICES_SINCE`.
+    since: ClassVar[tuple[tuple[int, ...], ...] | None] = None
+    # Task types that came later than the service: the version (or versions) that added each.
+    task_types_since: ClassVar[dict[TaskType, Any]] = {}
+    # Task types the sidecar serves beyond Elasticsearch's own for this service (usable on the
+    # versions that know the task type, never listed by GET _inference/_services).
+    extra_task_types: ClassVar[tuple[TaskType, ...]] = ()
     # Max inputs per call when the ingest path batches for this service.
     batch_size: ClassVar[int] = 16
 
@@ -224,6 +237,23 @@ class Service:
         timeout: float | None = None,
     ) -> list[Completion]:
         raise self._unsupported(endpoint)
+
+    async def embed_contents(
+        self,
+        endpoint: Endpoint,
+        inputs: Sequence[ContentGroup],
+        input_type: InputType | None,
+        task_settings: dict[str, Any],
+        timeout: float | None = None,
+    ) -> DenseEmbeddings:
+        """The ``embedding`` task: one vector per group of contents. Default: a text-only
+        model, which embeds single texts with :meth:`embed` and refuses anything else."""
+        from .embedding import text_only
+
+        texts = text_only(inputs)
+        if texts is None:
+            raise status_exception(400, "Non-text input provided for text-only model")
+        return await self.embed(endpoint, texts, input_type, task_settings, timeout)
 
     def stream(
         self,

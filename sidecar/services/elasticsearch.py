@@ -1,4 +1,8 @@
-"""The ``elasticsearch`` service: text_embedding, sparse_embedding and rerank with local models.
+"""The ``elasticsearch`` service: text_embedding, sparse_embedding and rerank with local models,
+and (on nodes of 9.4 and later, which know the task type) ``embedding`` of texts and images with
+a local multimodal CLIP-style sentence-transformers model (:mod:`sidecar.runtime.multimodal`).
+Elasticsearch's own ``elasticsearch`` service has no ``embedding`` task, so ``_services`` does
+not list it.
 
 ``model_id`` takes Elasticsearch's built-in ids (``.multilingual-e5-small``, ``.elser_model_2``,
 ``.rerank-v1``, with or without ``_linux-x86_64``), Eland-style ids
@@ -12,16 +16,17 @@ from typing import Any
 
 from ..protocol.registry import register
 from ..protocol.service import TaskType
-from ..runtime.local_service import LocalModelService
+from ..runtime.multimodal import MultimodalLocalService
 
 _SETTING = {"sensitive": False, "updatable": False, "supported_task_types": ["text_embedding", "sparse_embedding", "rerank"]}
 
 
 @register
-class ElasticsearchService(LocalModelService):
+class ElasticsearchService(MultimodalLocalService):
     name = "elasticsearch"
     display_name = "Elasticsearch"
-    task_types = (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING, TaskType.RERANK)
+    task_types = (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING, TaskType.RERANK, TaskType.EMBEDDING)
+    extra_task_types = (TaskType.EMBEDDING,)
     configuration: dict[str, dict[str, Any]] = {
         "model_id": {**_SETTING, "description": "The name of the model to use for the inference task.",
                      "label": "Model ID", "required": True, "type": "str", "default_value": None},

@@ -42,6 +42,8 @@ class WatsonxAiService(OpenAiStyle):
     display_name = "IBM watsonx"
     task_types = (TaskType.TEXT_EMBEDDING, TaskType.RERANK, TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
     streaming_tasks = (TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
+    # Elasticsearch 9.2 (transport version ml_inference_ibm_watsonx_completion_added, 9115000).
+    task_types_since = {TaskType.COMPLETION: (9, 2), TaskType.CHAT_COMPLETION: (9, 2)}
     default_rpm = {t: 120 for t in task_types}
     # Elasticsearch's list has no api_key entry although the key is required; it is listed here
     # so that a form built from this description can create an endpoint.
