@@ -33,6 +33,42 @@ class TestAzureCompletion(AzureSuite):
     streams = True
 
 
+class TestAzureChatCompletion(AzureSuite):
+    """Elasticsearch 9.2+: the unified chat completion stream (no ``model``: the deployment
+    names it)."""
+
+    task = TaskType.CHAT_COMPLETION
+    streams = True
+
+
+async def test_chat_completion_request_carries_tools_and_content_parts(aiohttp_server: Any) -> None:
+    fake = FakeAzureOpenAi()
+    await fake.start(aiohttp_server)
+    service = make_service(AzureOpenAiService, fake)
+    endpoint = make_endpoint(service, TaskType.CHAT_COMPLETION, {"api_key": SECRET, **BASE})
+    request = {
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}]}],
+        "tools": [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}],
+        "tool_choice": "auto",
+        "stop": ["\n\n"],
+        "temperature": 0.2,
+        "max_completion_tokens": 32,
+        "model": "ignored-for-azure",
+    }
+    try:
+        events = [event async for event in service.stream(endpoint, request)]
+    finally:
+        await service.close()
+    assert fake.problems == []
+    sent = fake.calls[0].json
+    assert sent["messages"] == request["messages"] and sent["tools"] == request["tools"]
+    assert sent["tool_choice"] == "auto" and sent["stop"] == ["\n\n"] and sent["max_completion_tokens"] == 32
+    assert "model" not in sent and sent["stream"] is True and sent["n"] == 1
+    assert fake.calls[0].headers["api-key"] == SECRET
+    assert events[0]["object"] == "chat.completion.chunk"
+    assert events[-1]["usage"] == {"completion_tokens": 2, "prompt_tokens": 3, "total_tokens": 5}
+
+
 def test_docs_examples_parse_verbatim() -> None:
     service = AzureOpenAiService(None)
     parsed = service.parse(

@@ -1,9 +1,11 @@
-"""Azure OpenAI: ``text_embedding`` and ``completion`` (streamed).
+"""Azure OpenAI: ``text_embedding``, ``completion`` (streamed) and, from Elasticsearch 9.2,
+``chat_completion`` (streamed, OpenAI's chat completions body without ``model``).
 
 Elasticsearch's settings: ``service_settings`` ``resource_name``, ``deployment_id``,
 ``api_version`` (all required), exactly one of ``api_key`` / ``entra_id`` (secrets), embeddings
 ``dimensions`` (sent only when set), ``similarity`` (default ``dot_product``),
-``max_input_tokens``; ``rate_limit`` (1440 a minute for embeddings, 120 for completion).
+``max_input_tokens``; ``rate_limit`` (1440 a minute for embeddings, 120 for completion and
+chat completion).
 ``task_settings``: ``user``.
 
 Requests go to ``https://{resource_name}.openai.azure.com/openai/deployments/{deployment_id}/
@@ -35,10 +37,11 @@ ONE_OF_SECRETS = "You must provide either an API key or an Entra ID."
 class AzureOpenAiService(OpenAiStyle):
     name = "azureopenai"
     display_name = "Azure OpenAI"
-    task_types = (TaskType.TEXT_EMBEDDING, TaskType.COMPLETION)
-    streaming_tasks = (TaskType.COMPLETION,)
+    task_types = (TaskType.TEXT_EMBEDDING, TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
+    task_types_since = {TaskType.CHAT_COMPLETION: (9, 2)}
+    streaming_tasks = (TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
     secret_keys = ("api_key", "entra_id")
-    default_rpm = {TaskType.TEXT_EMBEDDING: 1440, TaskType.COMPLETION: 120}
+    default_rpm = {TaskType.TEXT_EMBEDDING: 1440, TaskType.COMPLETION: 120, TaskType.CHAT_COMPLETION: 120}
     configuration = cfg.configuration(
         cfg.rate_limit(
             task_types,
