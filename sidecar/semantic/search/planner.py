@@ -196,7 +196,8 @@ class Planner:
         size = int_param(plan.params.get("size", body.get("size")), "size", 10)
         problems = []
         if size > root.window:
-            problems.append(f"[{root.kind}] requires [rank_window_size: {root.window}] be greater than or equal to "
+            window = "window_size" if root.kind == "rescorer" else "rank_window_size"
+            problems.append(f"[{root.kind}] requires [{window}: {root.window}] be greater than or equal to "
                             f"[size: {size}]")
         if "scroll" in plan.params:
             problems.append(f"cannot specify [{root.kind}] and [scroll]")
