@@ -111,7 +111,9 @@ def test_semantic_per_endpoint_clauses_filtered_by_index():
 def test_semantic_without_model_settings_matches_nothing():
     rw = rewriter([info("a", {"content": ("dense-e", None)})])
     assert run(rw.query({"semantic": {"field": "content", "query": "q"}})) == {"match_none": {}}
-    assert rw.ctx.embedder.calls == []
+    # The query is still embedded, as Elasticsearch does while rewriting it (so that an endpoint
+    # that does not exist fails the search).
+    assert rw.ctx.embedder.calls == [("dense-e", "q")]
 
 
 def test_semantic_on_other_field_type_is_a_shard_failure():
