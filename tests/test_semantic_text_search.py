@@ -5,7 +5,10 @@ the real node, with the packaged MiniLM model and the tiny local sparse and rera
 
 from __future__ import annotations
 
+import re
+
 import http_util as http
+import numpy as np
 import pytest
 import semantic_docs as sd
 
@@ -190,3 +193,85 @@ def test_nested_knn_on_the_legacy_embeddings_path(sidecar_url, env):
     assert status == 200, body
     assert body["hits"]["total"]["value"] == 1 and sd.ids(body) == ["doc2"]
     assert body["hits"]["hits"][0]["_score"] == pytest.approx(1.0, abs=1e-3)
+
+
+# -- text_similarity_reranker (70_text_similarity_rank_retriever.yml) --------------------------------
+
+RERANK_DOCS = {
+    "doc_1": {"text": "As seen from Earth, a solar eclipse happens when the Moon is directly between the Earth and "
+                      "the Sun.", "topic": "science", "subtopic": "technology"},
+    "doc_2": {"text": "The phases of the Moon come from the position of the Moon relative to the Earth and Sun.",
+              "topic": "science", "subtopic": "astronomy"},
+    "doc_3": {"text": "Sun Moon Lake is a lake in Nantou County, Taiwan. It is the largest lake in Taiwan.",
+              "topic": "geography"},
+}
+QUESTION = "How often does the moon hide the sun?"
+
+
+@pytest.fixture(scope="module")
+def rerank_env(sidecar_url):
+    reranker = sd.create_endpoint(sidecar_url, "rerank", sd.TINY_RERANK, "st-rerank")
+    index = sd.create_index(sidecar_url, sd.uid("st-rerank"), {
+        "text": {"type": "text"}, "topic": {"type": "keyword"}, "subtopic": {"type": "keyword"}})
+    sd.index_docs(sidecar_url, index, RERANK_DOCS)
+    status, body = http.json_request("POST", f"{sidecar_url}/_inference/rerank/{reranker}", {
+        "query": QUESTION, "input": [RERANK_DOCS[d]["text"] for d in ("doc_1", "doc_2")]})
+    assert status == 200, body
+    raw = {("doc_1", "doc_2")[r["index"]]: r["relevance_score"] for r in body["rerank"]}
+    yield {"reranker": reranker, "index": index, "raw": raw}
+    sd.delete_index(sidecar_url, index)
+    sd.delete_endpoint(sidecar_url, reranker)
+
+
+def _normalized(score):
+    """``max(s, 0) + min(exp(s), 1)`` in float32, as Elasticsearch makes reranked scores positive."""
+    s = np.float32(score)
+    return float(np.float32(max(s, np.float32(0))) + np.float32(min(np.float32(np.exp(s)), np.float32(1))))
+
+
+def _reranker(rerank_env, **extra):
+    child = {"standard": {"query": {"bool": {"should": [
+        {"constant_score": {"filter": {"term": {"subtopic": "technology"}}, "boost": 10}},
+        {"constant_score": {"filter": {"term": {"subtopic": "astronomy"}}, "boost": 1}}]}}}}
+    return {"text_similarity_reranker": {"retriever": child, "rank_window_size": 10,
+                                         "inference_id": rerank_env["reranker"], "inference_text": QUESTION,
+                                         "field": "text", **extra}}
+
+
+def test_reranked_scores_are_the_models_scores_made_positive(sidecar_url, rerank_env):
+    status, body = sd.search(sidecar_url, rerank_env["index"], {"track_total_hits": True,
+                                                                 "retriever": _reranker(rerank_env)})
+    assert status == 200, body
+    assert body["hits"]["total"]["value"] == 2
+    expected = {doc: _normalized(raw) for doc, raw in rerank_env["raw"].items()}
+    assert {h["_id"]: h["_score"] for h in body["hits"]["hits"]} == pytest.approx(expected, rel=1e-6)
+    assert sd.ids(body) == sorted(expected, key=lambda d: -expected[d])
+
+
+def test_reranker_min_score_drops_hits_from_the_total(sidecar_url, rerank_env):
+    raw = rerank_env["raw"]
+    best = max(raw, key=raw.get)
+    threshold = (raw["doc_1"] + raw["doc_2"]) / 2
+    status, body = sd.search(sidecar_url, rerank_env["index"], {
+        "track_total_hits": True, "retriever": _reranker(rerank_env, min_score=threshold)})
+    assert status == 200, body
+    assert body["hits"]["total"]["value"] == 1 and sd.ids(body) == [best]
+    status, body = sd.search(sidecar_url, rerank_env["index"], {
+        "track_total_hits": True, "retriever": _reranker(rerank_env, min_score=max(raw.values()) + 1)})
+    assert status == 200 and body["hits"]["total"]["value"] == 0 and body["hits"]["hits"] == [], body
+
+
+def test_reranker_explain(sidecar_url, rerank_env):
+    status, body = sd.search(sidecar_url, rerank_env["index"], {"explain": True,
+                                                                 "retriever": _reranker(rerank_env)})
+    assert status == 200, body
+    hits = {h["_id"]: h for h in body["hits"]["hits"]}
+    explanation = hits["doc_2"]["_explanation"]
+    assert explanation["description"] == "sum of:"
+    assert explanation["value"] == pytest.approx(hits["doc_2"]["_score"])
+    rank_doc = explanation["details"][0]
+    assert rank_doc["description"].startswith(
+        f"text_similarity_reranker match using inference endpoint: [{rerank_env['reranker']}] on document "
+        "field: [text]")
+    assert re.search(r"subtopic.*astronomy", rank_doc["details"][0]["details"][0]["description"])
+    assert explanation["details"][1]["description"].startswith("match on required clause, product of:")

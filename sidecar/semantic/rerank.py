@@ -89,3 +89,22 @@ async def rerank(endpoints: Any, inference_id: str, inference_text: str, docs: S
         out.append(Ranked(doc.index, doc.id, normalize(raw), doc.shard_doc, doc.routing, doc.seen))
     out.sort(key=sort_key)
     return out
+
+
+def explanation(doc: Ranked, inference_id: str, field_name: str, source: Any) -> dict[str, Any]:
+    """``TextSimilarityRankDoc.explain``: the reranked score, over the explanation of the
+    document's score in the child retriever."""
+    return {"value": doc.score,
+            "description": f"text_similarity_reranker match using inference endpoint: [{inference_id}] on document "
+                           f"field: [{field_name}] matching on source query ",
+            "details": [source] if isinstance(source, dict) else []}
+
+
+def top_explanation(doc: Ranked, rank_doc: dict[str, Any], source: Any) -> dict[str, Any]:
+    """A reranked hit's ``_explanation`` as the node's rank-docs query gives it: the rank
+    document's explanation summed with the child query's (which only filters, weight 0)."""
+    required = {"value": 0.0, "description": "match on required clause, product of:",
+                "details": [{"value": 0.0, "description": "# clause", "details": []},
+                            *([source] if isinstance(source, dict) else [])]}
+    return {"value": doc.score, "description": "sum of:", "details": [rank_doc, required]}
+

@@ -22,7 +22,8 @@ from ...es.node import NodeVersion
 from ..layout import inference_path
 from ..queries.clauses import index_filtered, listify
 from ..queries.errors import parsing_error
-from ..rerank import DEFAULT_RERANK_ID, rerank
+from ..rerank import DEFAULT_RERANK_ID, rerank, top_explanation
+from ..rerank import explanation as rerank_explanation
 from ..rrf import Ranked, f32, fuse
 from ..values import MISSING, get_path
 from . import stages
@@ -205,6 +206,17 @@ class _Run:
                 log.warning("reranking with [%s] failed, returning the first-stage hits: %s",
                             node.inference_id, err.reason)
                 reranked = list(child)
+            if self.explain:
+                sources = {d.key: d.extra.get("explanation") for d in child}
+                for doc in reranked:
+                    source = sources.get(doc.key)
+                    doc.extra["explanation"] = rerank_explanation(doc, node.inference_id or DEFAULT_RERANK_ID,
+                                                                  node.rerank_field or "", source)
+                    if node is self.plan.retriever:
+                        doc.extra["explanation"] = top_explanation(doc, doc.extra["explanation"], source)
+            if node.min_score is not None:
+                # Documents the reranker dropped are not hits at all (nor counted in the total).
+                union = _docs_query(reranked)
             return reranked[:size], union
         raise parsing_error(f"unknown retriever [{node.kind}]")
 
