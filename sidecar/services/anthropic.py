@@ -1,8 +1,10 @@
-"""Anthropic: ``completion`` (streamed) through the Messages API.
+"""Anthropic: ``completion`` and (Elasticsearch 9.2+) ``chat_completion``, both streamed, through
+the Messages API (the chat translation is :mod:`sidecar.remote.anthropic_messages`).
 
 Elasticsearch's settings: ``service_settings`` ``api_key`` (secret), ``model_id`` (required),
 ``rate_limit`` (50 a minute); ``task_settings`` ``max_tokens`` (required when the endpoint is
-created, optional in a request's override), ``temperature``, ``top_k``, ``top_p``.
+created, optional in a request's override; a chat request's ``max_completion_tokens`` wins),
+``temperature``, ``top_k``, ``top_p``.
 
 Requests go to ``https://api.anthropic.com/v1/messages`` with ``x-api-key`` and
 ``anthropic-version: 2023-06-01``; the base can be redirected with
@@ -19,6 +21,7 @@ from ..protocol.service import Completion, Endpoint, TaskType
 from ..protocol.settings import SettingsReader, finish
 from ..remote import common_settings as common
 from ..remote import configuration as cfg
+from ..remote.anthropic_messages import chat_body, chat_events
 from ..remote.client import HttpRequest
 from ..remote.errors import SERVER_BUSY, ErrorPolicy, stream_error
 from ..remote.responses import MalformedResponse, require
@@ -46,9 +49,10 @@ POLICY = ErrorPolicy(messages={529: SERVER_BUSY}, rate_limit_detail=_rate_limit_
 class AnthropicService(RemoteService):
     name = "anthropic"
     display_name = "Anthropic"
-    task_types = (TaskType.COMPLETION,)
-    streaming_tasks = (TaskType.COMPLETION,)
-    default_rpm = {TaskType.COMPLETION: 50}
+    task_types = (TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
+    task_types_since = {TaskType.CHAT_COMPLETION: (9, 2)}
+    streaming_tasks = (TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
+    default_rpm = {TaskType.COMPLETION: 50, TaskType.CHAT_COMPLETION: 50}
     configuration = cfg.configuration(
         cfg.model_id(task_types),
         cfg.api_key(task_types),
@@ -82,6 +86,10 @@ class AnthropicService(RemoteService):
         finish(self.name, ts)
         return common.drop_none(settings)
 
+    def _post(self, endpoint: Endpoint, body: dict[str, Any]) -> HttpRequest:
+        headers = {"x-api-key": endpoint.secrets.get("api_key", ""), "anthropic-version": API_VERSION}
+        return HttpRequest(f"{self.base_url(DEFAULT_BASE)}/v1/messages", json=body, headers=headers)
+
     def _request(self, endpoint: Endpoint, inputs: Sequence[str], settings: dict[str, Any], stream: bool) -> HttpRequest:
         body: dict[str, Any] = {
             "messages": [{"role": "user", "content": text} for text in inputs],
@@ -93,8 +101,7 @@ class AnthropicService(RemoteService):
                 body[key] = settings[key]
         if stream:
             body["stream"] = True
-        headers = {"x-api-key": endpoint.secrets.get("api_key", ""), "anthropic-version": API_VERSION}
-        return HttpRequest(f"{self.base_url(DEFAULT_BASE)}/v1/messages", json=body, headers=headers)
+        return self._post(endpoint, body)
 
     async def complete(
         self,
@@ -131,3 +138,10 @@ class AnthropicService(RemoteService):
                 text = (data.get("delta") or {}).get("text")
                 if text:
                     yield {"completion": [{"delta": text}]}
+
+    def stream_chat(
+        self, endpoint: Endpoint, request: dict[str, Any], timeout: float | None
+    ) -> AsyncIterator[dict[str, Any]]:
+        body = chat_body(request, endpoint.service_settings["model_id"], endpoint.task_settings, stream=True)
+        lines = self.lines(endpoint, self._post(endpoint, body), timeout=timeout, policy=POLICY)
+        return chat_events(endpoint, lines)
