@@ -122,6 +122,71 @@ class TestBedrockCompletion(BedrockSuite):
     streams = True
 
 
+class TestBedrockChatCompletion(TestBedrockCompletion):
+    """Elasticsearch 9.2+: the unified chat stream over Converse Stream."""
+
+    task = TaskType.CHAT_COMPLETION
+
+
+async def test_chat_completion_body_and_tool_call_events(aiohttp_server: Any) -> None:
+    fake = FakeBedrock()
+    await fake.start(aiohttp_server)
+    fake.queue(Reply(chunks=eventstream.converse_tool_stream("Let me check.", "tooluse_1", "get_weather",
+                                                             ['{"city":', ' "Paris"}']),
+                     content_type="application/vnd.amazon.eventstream"))
+    service = make_service(AmazonBedrockService, fake)
+    endpoint = make_endpoint(service, TaskType.CHAT_COMPLETION, TestBedrockCompletion.settings,
+                             {"max_new_tokens": 64, "top_k": 3})
+    request = {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}]},
+            {"role": "assistant", "tool_calls": [
+                {"id": "tooluse_0", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]},
+            {"role": "tool", "tool_call_id": "tooluse_0", "content": "sunny"},
+        ],
+        "tools": [{"type": "function", "function": {
+            "name": "get_weather", "description": "Weather of a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        "temperature": 0.3,
+        "stop": ["END"],
+    }
+    try:
+        events = await harness.collect(service.stream(endpoint, request))
+    finally:
+        await service.close()
+    assert fake.problems == []
+    call = fake.calls[0]
+    assert call.path.endswith("/converse-stream") and call.headers["Accept"] == "application/vnd.amazon.eventstream"
+    assert call.json == {
+        "messages": [
+            {"role": "user", "content": [{"text": "Weather in Paris?"}]},
+            {"role": "assistant", "content": [
+                {"toolUse": {"toolUseId": "tooluse_0", "name": "get_weather", "input": {"city": "Oslo"}}}]},
+            {"role": "user", "content": [{"toolResult": {"toolUseId": "tooluse_0", "content": [{"text": "sunny"}]}}]},
+        ],
+        "system": [{"text": "Be brief."}],
+        "inferenceConfig": {"maxTokens": 64, "temperature": 0.3, "stopSequences": ["END"]},
+        "additionalModelRequestFields": {"top_k": 3},
+        "toolConfig": {
+            "tools": [{"toolSpec": {"name": "get_weather", "description": "Weather of a city", "inputSchema": {
+                "json": {"type": "object", "properties": {"city": {"type": "string"}}}}}}],
+            "toolChoice": {"tool": {"name": "get_weather"}},
+        },
+    }
+    assert events[0]["choices"][0]["delta"] == {"role": "assistant"}
+    assert events[1]["choices"][0]["delta"] == {"content": "Let me check."}
+    start = events[2]["choices"][0]
+    assert start["index"] == 1 and start["delta"]["tool_calls"][0]["id"] == "tooluse_1"
+    assert start["delta"]["tool_calls"][0]["function"] == {"name": "get_weather"}
+    arguments = "".join(e["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"] for e in events[3:5])
+    assert arguments == '{"city": "Paris"}'
+    # Elasticsearch names Bedrock's stop reasons its own way.
+    assert events[5]["choices"][0]["finish_reason"] == "FinishReasonToolCalls"
+    assert events[6]["usage"] == {"completion_tokens": 9, "prompt_tokens": 20, "total_tokens": 29}
+
+
 async def test_completion_body(aiohttp_server: Any) -> None:
     fake = FakeBedrock()
     await fake.start(aiohttp_server)
@@ -254,5 +319,6 @@ def test_embeddings_do_not_stream() -> None:
         service.stream(endpoint, {"input": "hi"})
     assert caught.value.status == 405
     assert caught.value.reason == (
-        "Streaming is not allowed for service [amazonbedrock] and task [text_embedding]. Supported tasks: [completion]"
+        "Streaming is not allowed for service [amazonbedrock] and task [text_embedding]. "
+        "Supported tasks: [completion,chat_completion]"
     )

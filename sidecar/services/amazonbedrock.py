@@ -1,5 +1,5 @@
-"""Amazon Bedrock: ``text_embedding`` (InvokeModel) and ``completion`` (Converse API; streamed
-with the Converse Stream API).
+"""Amazon Bedrock: ``text_embedding`` (InvokeModel), ``completion`` (Converse API; streamed
+with the Converse Stream API) and, from Elasticsearch 9.2, ``chat_completion`` (Converse Stream).
 
 Elasticsearch's settings: secrets ``access_key`` and ``secret_key``; ``service_settings``
 ``region``, ``provider``, ``model`` (all required), embeddings ``dimensions``, ``similarity``,
@@ -18,6 +18,15 @@ botocore's event-stream parser). As in Elasticsearch, every ``contentBlockDelta`
 one ``{"completion":[{"delta": text}]}`` event and the other events are skipped; an exception
 the stream reports (``throttlingException``, ``modelStreamErrorException``, …) ends it with a
 500 error named after the exception (``throttling_exception``) carrying AWS's message.
+
+``chat_completion`` sends the unified chat request as a Converse Stream body (system messages in
+``system``, tool calls and tool results as ``toolUse`` / ``toolResult`` blocks, ``tools`` as
+``toolConfig``, ``max_completion_tokens``/``temperature``/``top_p``/``stop`` in
+``inferenceConfig``) and re-emits the events as Elasticsearch does
+(``AmazonBedrockUnifiedStreamingChatProcessor``): the role on ``messageStart``, text and tool
+input deltas with the content block index as the choice index, Elasticsearch's own finish reasons
+(``FinishReasonStop``, ``FinishReasonToolCalls``, …) on ``messageStop``, and the token usage of
+the ``metadata`` event.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from ..protocol.settings import SettingsReader
 from ..remote import common_settings as common
 from ..remote import configuration as cfg
 from ..remote.client import HttpRequest
+from ..remote.converse import converse_chat_body, converse_chat_chunk
 from ..remote.errors import ErrorPolicy, Redactor, malformed
 from ..remote.responses import MalformedResponse, float_vectors, require
 from ..remote.service import RemoteService
@@ -59,8 +69,9 @@ EVENT_STREAM = "application/vnd.amazon.eventstream"
 class AmazonBedrockService(RemoteService):
     name = "amazonbedrock"
     display_name = "Amazon Bedrock"
-    task_types = (TaskType.TEXT_EMBEDDING, TaskType.COMPLETION)
-    streaming_tasks = (TaskType.COMPLETION,)
+    task_types = (TaskType.TEXT_EMBEDDING, TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
+    task_types_since = {TaskType.CHAT_COMPLETION: (9, 2)}
+    streaming_tasks = (TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
     secret_keys = ("access_key", "secret_key")
     default_rpm = {t: 240 for t in task_types}
     configuration = cfg.configuration(
@@ -83,7 +94,7 @@ class AmazonBedrockService(RemoteService):
         region = ss.string("region", required=True)
         model = ss.string("model", required=True)
         provider = ss.enum("provider", PROVIDERS, required=True)
-        if provider and task_type == TaskType.TEXT_EMBEDDING and provider not in EMBEDDING_PROVIDERS:
+        if provider and task_type in (TaskType.TEXT_EMBEDDING,) and provider not in EMBEDDING_PROVIDERS:
             ss.error(f"The [{task_type.value}] task type for provider [{provider}] is not available")
         out: dict[str, Any] = {"region": region, "model": model, "provider": provider}
         if task_type == TaskType.TEXT_EMBEDDING:
@@ -92,7 +103,7 @@ class AmazonBedrockService(RemoteService):
         return out
 
     def read_task_settings(self, task_type: TaskType, ts: SettingsReader) -> dict[str, Any]:
-        if task_type != TaskType.COMPLETION:
+        if task_type not in (TaskType.COMPLETION, TaskType.CHAT_COMPLETION):
             return {}
         return {
             "max_new_tokens": ts.integer("max_new_tokens", positive=True),
@@ -206,11 +217,31 @@ class AmazonBedrockService(RemoteService):
     ) -> AsyncIterator[dict[str, Any]]:
         body = self._converse_body(endpoint, inputs, task_settings)  # bad input fails before any event
         request = self._request(endpoint, "converse-stream", body, accept=EVENT_STREAM)
-        return self._converse_stream(endpoint, request, timeout)
+        return self._deltas(endpoint, request, timeout)
+
+    def stream_chat(
+        self, endpoint: Endpoint, request: dict[str, Any], timeout: float | None
+    ) -> AsyncIterator[dict[str, Any]]:
+        body = converse_chat_body(request, endpoint.task_settings)
+        upstream = self._request(endpoint, "converse-stream", body, accept=EVENT_STREAM)
+        return self._chat_chunks(endpoint, upstream, timeout)
+
+    async def _deltas(self, endpoint: Endpoint, request: HttpRequest, timeout: float | None) -> AsyncIterator[dict[str, Any]]:
+        async for headers, payload in self._converse_stream(endpoint, request, timeout):
+            text = converse_stream_delta(endpoint, headers, payload)
+            if text is not None:
+                yield {"completion": [{"delta": text}]}
+
+    async def _chat_chunks(self, endpoint: Endpoint, request: HttpRequest, timeout: float | None) -> AsyncIterator[dict[str, Any]]:
+        async for headers, payload in self._converse_stream(endpoint, request, timeout):
+            raise_failure(endpoint, headers, payload)
+            chunk = converse_chat_chunk(endpoint, headers.get(":event-type"), payload)
+            if chunk is not None:
+                yield chunk
 
     async def _converse_stream(
         self, endpoint: Endpoint, request: HttpRequest, timeout: float | None
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[tuple[dict[str, Any], bytes]]:
         from botocore.eventstream import EventStreamBuffer, ParserError
 
         buffer = EventStreamBuffer()
@@ -225,24 +256,28 @@ class AmazonBedrockService(RemoteService):
                 except ParserError as exc:
                     raise malformed(endpoint, MalformedResponse(f"invalid event stream: {exc}")) from None
                 for message in messages:
-                    text = converse_stream_delta(endpoint, message.headers, message.payload)
-                    if text is not None:
-                        yield {"completion": [{"delta": text}]}
+                    yield message.headers, message.payload
 
 
 def converse_stream_delta(endpoint: Endpoint, headers: dict[str, Any], payload: bytes) -> str | None:
     """The text of one Converse Stream message (None for the events that carry none); an
     exception or error message raises Elasticsearch's error for it."""
+    raise_failure(endpoint, headers, payload)
+    if headers.get(":event-type") != "contentBlockDelta":
+        return None
+    try:
+        delta = orjson.loads(payload).get("delta")
+    except (orjson.JSONDecodeError, AttributeError) as exc:
+        raise malformed(endpoint, exc) from None
+    text = delta.get("text") if isinstance(delta, dict) else None
+    return text if isinstance(text, str) else None
+
+
+def raise_failure(endpoint: Endpoint, headers: dict[str, Any], payload: bytes) -> None:
+    """Elasticsearch's error for an exception or error message of the stream; nothing for events."""
     kind = headers.get(":message-type", "event")
     if kind == "event":
-        if headers.get(":event-type") != "contentBlockDelta":
-            return None
-        try:
-            delta = orjson.loads(payload).get("delta")
-        except (orjson.JSONDecodeError, AttributeError) as exc:
-            raise malformed(endpoint, exc) from None
-        text = delta.get("text") if isinstance(delta, dict) else None
-        return text if isinstance(text, str) else None
+        return
     if kind == "exception":
         name = str(headers.get(":exception-type") or "unknownException")
         try:

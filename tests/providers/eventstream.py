@@ -56,3 +56,18 @@ def converse_stream(texts: list[str]) -> list[bytes]:
         )
     )
     return frames
+
+
+def converse_tool_stream(text: str, tool_id: str, name: str, arguments: list[str]) -> list[bytes]:
+    """A Converse Stream answer that says ``text`` and then calls a tool, its JSON input in pieces."""
+    frames = [
+        event("messageStart", {"role": "assistant"}),
+        event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": text}}),
+        event("contentBlockStop", {"contentBlockIndex": 0}),
+        event("contentBlockStart", {"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": tool_id, "name": name}}}),
+    ]
+    frames += [event("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"toolUse": {"input": a}}}) for a in arguments]
+    frames.append(event("contentBlockStop", {"contentBlockIndex": 1}))
+    frames.append(event("messageStop", {"stopReason": "tool_use"}))
+    frames.append(event("metadata", {"usage": {"inputTokens": 20, "outputTokens": 9, "totalTokens": 29}, "metrics": {}}))
+    return frames
