@@ -138,3 +138,43 @@ def test_services_hold_one_provider_per_module() -> None:
         assert len(registered) == 1, f"services/{path.name} registers {registered}, not one service"
         providers += 1
     assert providers >= 18
+
+
+# The core: what the HTTP layer (api/, proxy.py, the middlewares) calls, and never the reverse.
+CORE = ("sidecar.endpoints", "sidecar.semantic", "sidecar.ingest", "sidecar.writes", "sidecar.services",
+        "sidecar.runtime", "sidecar.chunking", "sidecar.es", "sidecar.protocol", "sidecar.remote",
+        "sidecar.inference")
+HTTP_LAYER = ("sidecar.api", "sidecar.proxy", "sidecar.app", "sidecar.security")
+
+
+def _in(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def test_the_core_never_reaches_up_into_the_http_layer() -> None:
+    modules = _modules()
+    wrong = []
+    for name, path in modules.items():
+        if not _in(name, CORE):
+            continue
+        wrong += [f"{name} imports {target}" for target in sorted(_imported(name, path, modules))
+                  if _in(target, HTTP_LAYER)]
+        for node in _import_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [
+                f"{node.module}.{a.name}" for a in node.names] if node.module == "aiohttp" else [node.module or ""]
+            wrong += [f"{name} imports {n}" for n in names if n == "aiohttp.web" or n.startswith("aiohttp.web.")]
+    assert wrong == []
+
+
+def test_one_caller_client_and_one_upstream_error() -> None:
+    """Calls to Elasticsearch with a caller's credentials go through ``sidecar.es.caller``;
+    Elasticsearch's errors are passed on by one class."""
+    defined: dict[str, list[str]] = {}
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                defined.setdefault(node.name, []).append(name)
+    assert defined["UpstreamError"] == ["sidecar.es.errors"]
+    assert defined["Caller"] == ["sidecar.es.caller"]
+    assert defined["Capabilities"] == ["sidecar.es.capabilities"]
+    assert "CallerClient" not in defined and "_Cached" not in defined
