@@ -26,8 +26,16 @@ def redact(text: str) -> str:
     return _SECRET_PATTERNS[1].sub(lambda m: f"{m.group(1)} [REDACTED]", text)
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+
+
 def _timestamp(created: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created * 1000) % 1000:03d}Z"
+    global _second
+    second = int(created)
+    cached = _second  # one read: other threads may replace it meanwhile
+    if cached[0] != second:  # strftime once a second, not once a line
+        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{int(created * 1000) % 1000:03d}Z"
 
 
 class JsonFormatter(logging.Formatter):

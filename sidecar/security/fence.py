@@ -33,6 +33,7 @@ _DOCUMENT_BODIES = frozenset({"_doc", "_create", "_update"})
 _QUERY_TEXT_APIS = frozenset({"_sql", "_query", "_esql"})
 _INDEX_KEYS = frozenset({"index", "indices", "_index", "rename_replacement"})
 _BINARY_TYPES = ("cbor", "smile")
+_PASSED_PATHS = 4096  # distinct checked paths remembered
 
 
 def _tokens(value: Any) -> list[str]:
@@ -51,7 +52,8 @@ class _PathView:
 
 
 def _path_view(raw_path: str) -> _PathView:
-    segments = [unquote(s) for s in raw_path.split("?", 1)[0].split("/") if s]
+    path = raw_path.split("?", 1)[0]
+    segments = [unquote(s) for s in path.split("/") if s] if "%" in path else [s for s in path.split("/") if s]
     index_given = bool(segments) and (not segments[0].startswith("_") or segments[0] == "_all")
     api = next((s for s in segments if s.startswith("_") and s != "_all"), None)
     return _PathView(segments, api, index_given)
@@ -62,6 +64,10 @@ class Fence:
 
     def __init__(self, indices: IndexFence) -> None:
         self.indices = indices
+        # (method, raw path with query) -> (path view, expand_hidden) of paths that passed, or
+        # None for the sidecar's own APIs: clients repeat the same few paths, and checking one
+        # costs several times more than looking it up.
+        self._passed: dict[tuple[str, str], tuple[_PathView, bool] | None] = {}
 
     def _refuse(self, expr: str, kind: str) -> EsError:
         if kind == "explicit":
@@ -193,12 +199,28 @@ class Fence:
             raise forbidden("the request body could not be checked: send it as JSON")
         self.check_json(self._parse(raw), expand_hidden, query_text=query_text)
 
-    async def check(self, request: web.Request) -> Violation:
+    def _checked_path(self, request: web.Request) -> tuple[_PathView, bool] | None:
+        """The path's view and whether it expands to hidden indices, once it passed the
+        check (raises when it does not); None for the sidecar's own APIs."""
+        key = (request.method, request.raw_path)
+        try:
+            return self._passed[key]
+        except KeyError:
+            pass
         view = _path_view(request.raw_path)
+        passed: tuple[_PathView, bool] | None = None
+        if not (view.segments and view.segments[0] in _OWN_APIS):
+            expand_hidden = expands_hidden(request.query.getall("expand_wildcards", []))
+            self.check_path(request, view, expand_hidden)
+            passed = (view, expand_hidden)
+        if len(self._passed) >= _PASSED_PATHS:
+            self._passed.clear()
+        self._passed[key] = passed
+        return passed
+
+    async def check(self, request: web.Request) -> Violation:
         violation = Violation()
-        if view.segments and view.segments[0] in _OWN_APIS:
-            return violation
-        expand_hidden = expands_hidden(request.query.getall("expand_wildcards", []))
-        self.check_path(request, view, expand_hidden)
-        await self.check_body(request, view, expand_hidden, violation)
+        passed = self._checked_path(request)
+        if passed is not None:
+            await self.check_body(request, *passed, violation)
         return violation
