@@ -30,6 +30,10 @@ class FakeAiStudio(FakeOpenAi):
             if set(body) - {"messages", "parameters", "stream"}:
                 return f"unexpected fields {sorted(body)}"
             return None if body["messages"][0]["role"] == "user" else "bad messages"
+        if call.path == "/v1/rerank":
+            if set(body) - {"documents", "query", "return_documents", "top_n"} or "model" in body:
+                return f"unexpected fields {sorted(body)}"
+            return None if isinstance(body["query"], str) and isinstance(body["documents"], list) else "bad rerank"
         if call.path == "/score":
             if set(body) - {"input_data", "stream"} or body.get("stream", True) is not True:
                 return f"unexpected fields {sorted(body)}"
@@ -37,6 +41,18 @@ class FakeAiStudio(FakeOpenAi):
         return f"unknown path {call.path}"
 
     def answer(self, call: Call) -> Reply:
+        if call.path == "/v1/rerank":  # Cohere's rerank answer
+            body = call.json
+            words = set(body["query"].split())
+            scored = sorted(
+                ((len(words & set(d.split())) / (1 + len(d)), i) for i, d in enumerate(body["documents"])), reverse=True
+            )[: body.get("top_n") or None]
+            results = [
+                {"index": i, "relevance_score": score,
+                 **({"document": {"text": body["documents"][i]}} if body.get("return_documents") else {})}
+                for score, i in scored
+            ]
+            return Reply(json={"id": "r-1", "results": results, "meta": {"billed_units": {"search_units": 1}}})
         if call.path == "/score":
             if call.json.get("stream"):
                 return self.stream_reply(["Hello", " world"])
@@ -54,6 +70,43 @@ class TestAiStudioEmbeddings(AiStudioSuite):
     task = TaskType.TEXT_EMBEDDING
     settings = {"api_key": SECRET, "target": "{url}", "provider": "cohere", "endpoint_type": "token"}
     task_settings = {"user": "u"}
+
+
+class TestAiStudioRerank(AiStudioSuite):
+    """Elasticsearch 9.2+: Cohere rerank deployments (token endpoints)."""
+
+    task = TaskType.RERANK
+    settings = {"api_key": SECRET, "target": "{url}", "provider": "cohere", "endpoint_type": "token"}
+    task_settings = {"return_documents": True}
+
+
+async def test_rerank_body_top_n_and_documents(aiohttp_server: Any) -> None:
+    fake = FakeAiStudio()
+    await fake.start(aiohttp_server)
+    service = make_service(AzureAiStudioService, fake)
+    endpoint = make_endpoint(service, TaskType.RERANK, {**TestAiStudioRerank.settings, "target": fake.url},
+                             {"top_n": 5})
+    docs = ["the cat sat", "a dog ran", "cat and dog play"]
+    try:
+        ranked = await service.rerank(endpoint, "cat dog", docs, {"return_documents": True, "top_n": 2})
+    finally:
+        await service.close()
+    assert fake.problems == []
+    assert fake.calls[0].json == {"documents": docs, "query": "cat dog", "return_documents": True, "top_n": 2}
+    assert fake.calls[0].headers["Authorization"] == SECRET
+    assert [d.index for d in ranked] == [2, 1] and ranked[0].text == "cat and dog play"
+    assert ranked[0].relevance_score > ranked[1].relevance_score
+
+
+@pytest.mark.parametrize(("provider", "endpoint_type", "message"), [
+    ("openai", "token", "The [rerank] task type for provider [openai] is not available"),
+    ("cohere", "realtime", "The [realtime] endpoint type with [rerank] task type for provider [cohere] is not available"),
+])
+def test_rerank_needs_a_cohere_token_deployment(provider: str, endpoint_type: str, message: str) -> None:
+    with pytest.raises(EsError) as caught:
+        AzureAiStudioService(None).parse("x", TaskType.RERANK, {
+            "api_key": "k", "target": "http://x", "provider": provider, "endpoint_type": endpoint_type}, {})
+    assert message in caught.value.reason
 
 
 class TestAiStudioCompletion(AiStudioSuite):

@@ -1,15 +1,17 @@
-"""Azure AI Studio (Azure AI Foundry deployments): ``text_embedding`` and ``completion``
-(streamed).
+"""Azure AI Studio (Azure AI Foundry deployments): ``text_embedding``, ``completion``
+(streamed) and, from Elasticsearch 9.2, ``rerank`` (Cohere rerank deployments).
 
 Elasticsearch's settings: ``service_settings`` ``api_key`` (secret), ``target`` (the deployment
 URL), ``provider`` (``openai``, ``cohere``, ``mistral``, ``meta``, ``microsoft_phi``,
 ``databricks``), ``endpoint_type`` (``token`` or ``realtime``) — all required; embeddings
 ``dimensions``, ``similarity`` (default ``dot_product``), ``max_input_tokens``; ``rate_limit``
 (240 a minute). ``task_settings``: embeddings ``user``; completion ``do_sample``,
-``max_new_tokens``, ``temperature``, ``top_p`` (0–2).
+``max_new_tokens``, ``temperature``, ``top_p`` (0–2); rerank ``return_documents``, ``top_n``.
 
 Requests go to ``target`` itself for the ``openai`` provider and realtime endpoints, otherwise
-to ``target`` + ``/v1/embeddings`` or ``/v1/chat/completions``. Auth: ``api-key`` header for
+to ``target`` + ``/v1/embeddings`` or ``/v1/chat/completions``; rerank always to ``target`` +
+``/v1/rerank`` (``{"documents", "query", "return_documents"?, "top_n"?}``, answered with Cohere's
+``results`` of ``{index, relevance_score, document?: {text}}``). Auth: ``api-key`` header for
 ``openai``, ``Authorization: Bearer`` for realtime endpoints, ``Authorization: <key>`` otherwise.
 
 Streaming works as in Elasticsearch for both endpoint types: the body (``messages`` for token
@@ -23,13 +25,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..protocol.registry import register
-from ..protocol.service import Completion, Endpoint, TaskType
+from ..protocol.service import Completion, Endpoint, RankedDoc, TaskType
 from ..protocol.settings import SettingsReader
 from ..remote import common_settings as common
 from ..remote import configuration as cfg
 from ..remote.client import HttpRequest
+from ..remote.common_settings import put_set
 from ..remote.openai_style import OpenAiStyle, parse_completion, user_messages
-from ..remote.responses import require
+from ..remote.responses import ranked_docs, require
 
 PROVIDERS = ("openai", "mistral", "meta", "microsoft_phi", "cohere", "databricks")
 ENDPOINT_TYPES = ("token", "realtime")
@@ -43,15 +46,17 @@ CAPABILITIES: dict[tuple[TaskType, str], tuple[str, ...]] = {
     (TaskType.COMPLETION, "meta"): ("token", "realtime"),
     (TaskType.COMPLETION, "microsoft_phi"): ("token", "realtime"),
     (TaskType.COMPLETION, "databricks"): ("realtime",),
+    (TaskType.RERANK, "cohere"): ("token",),
 }
-PATHS = {"embeddings": "/v1/embeddings", "chat": "/v1/chat/completions"}
+PATHS = {"embeddings": "/v1/embeddings", "chat": "/v1/chat/completions", "rerank": "/v1/rerank"}
 
 
 @register
 class AzureAiStudioService(OpenAiStyle):
     name = "azureaistudio"
     display_name = "Azure AI Studio"
-    task_types = (TaskType.TEXT_EMBEDDING, TaskType.COMPLETION)
+    task_types = (TaskType.TEXT_EMBEDDING, TaskType.COMPLETION, TaskType.RERANK)
+    task_types_since = {TaskType.RERANK: (9, 2)}
     streaming_tasks = (TaskType.COMPLETION,)
     default_rpm = {t: 240 for t in task_types}
     configuration = cfg.configuration(
@@ -90,6 +95,8 @@ class AzureAiStudioService(OpenAiStyle):
     def read_task_settings(self, task_type: TaskType, ts: SettingsReader) -> dict[str, Any]:
         if task_type == TaskType.TEXT_EMBEDDING:
             return {"user": ts.string("user")}
+        if task_type == TaskType.RERANK:
+            return {"return_documents": ts.boolean("return_documents"), "top_n": ts.integer("top_n", positive=True)}
         out = {
             "do_sample": ts.boolean("do_sample"),
             "max_new_tokens": ts.integer("max_new_tokens", positive=True),
@@ -107,6 +114,8 @@ class AzureAiStudioService(OpenAiStyle):
     def request_url(self, endpoint: Endpoint, kind: str) -> str:
         settings = endpoint.service_settings
         target = settings["target"]
+        if kind == "rerank":
+            return target + PATHS[kind]
         if settings["provider"] == "openai" or settings["endpoint_type"] == "realtime":
             return target
         return target.rstrip("/") + PATHS[kind]
@@ -164,3 +173,22 @@ class AzureAiStudioService(OpenAiStyle):
 
         request = self._completion_request(endpoint, inputs, settings, stream=False)
         return await self.call(endpoint, request, parse, timeout=timeout, policy=self.policy)
+
+    # -- rerank ----------------------------------------------------------------------------------
+    async def rerank(
+        self,
+        endpoint: Endpoint,
+        query: str,
+        inputs: Sequence[str],
+        task_settings: dict[str, Any],
+        timeout: float | None = None,
+    ) -> list[RankedDoc]:
+        settings = self.effective_task_settings(endpoint, task_settings)
+        body = put_set({"documents": list(inputs), "query": query}, settings, "return_documents", "top_n")
+        context = "Azure AI Studio rerank response"
+
+        def parse(obj: Any) -> list[RankedDoc]:
+            items = require(obj, "results", list, context)
+            return ranked_docs(items, inputs, context, with_text=bool(settings.get("return_documents")))
+
+        return await self.call(endpoint, self.request(endpoint, "rerank", body), parse, timeout=timeout, policy=self.policy)
