@@ -45,6 +45,7 @@ from ..protocol.service import Completion, DenseEmbeddings, Endpoint, InputType,
 from ..protocol.settings import SettingsReader
 from ..remote import common_settings as common
 from ..remote import configuration as cfg
+from ..remote.aws import sigv4
 from ..remote.client import HttpRequest
 from ..remote.converse import converse_chat_body, converse_chat_chunk
 from ..remote.errors import ErrorPolicy, Redactor, malformed
@@ -124,21 +125,11 @@ class AmazonBedrockService(RemoteService):
         base = self.base_url(f"https://bedrock-runtime.{region}.amazonaws.com")
         url = f"{base}/model/{quote(settings['model'], safe='')}/{action}"
 
-        async def sign(request: HttpRequest, payload: bytes) -> dict[str, str]:
-            from botocore.auth import SigV4Auth
-            from botocore.awsrequest import AWSRequest
-            from botocore.credentials import Credentials
-
-            aws = AWSRequest(method=request.method, url=request.url, data=payload, headers=dict(request.headers))
-            credentials = Credentials(endpoint.secrets.get("access_key", ""), endpoint.secrets.get("secret_key", ""))
-            SigV4Auth(credentials, "bedrock", region).add_auth(aws)
-            return {k: v for k, v in aws.headers.items() if k.lower() in ("authorization", "x-amz-date")}
-
         return HttpRequest(
             url,
             json=body,
             headers={"Content-Type": "application/json", "Accept": accept},
-            prepare=sign,
+            prepare=sigv4("bedrock", region, endpoint.secrets),
             encoded=True,
         )
 
