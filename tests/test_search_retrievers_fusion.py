@@ -173,3 +173,14 @@ def es_version(sidecar_url):
     with urllib.request.urlopen(sidecar_url.rstrip("/") + "/") as resp:
         number = json.load(resp)["version"]["number"]
     return tuple(int(p) for p in number.split("-")[0].split(".")[:2])
+
+
+def test_linear_min_score(sidecar_url, index):
+    body = {"retriever": {"linear": {"retrievers": [
+        {"retriever": std(const("one", 10.0), const("two", 5.0)), "weight": 2},
+        {"retriever": std(const("three", 5.0), const("four", 4.0)), "weight": 3}], "min_score": 12.0}}}
+    _, resp = sd.search(sidecar_url, index, body)
+    assert hits(resp) == [("1", 20.0), ("3", 15.0), ("4", 12.0)]
+    body["retriever"]["linear"]["min_score"] = -1
+    status, err = sd.search(sidecar_url, index, body)
+    assert status == 400 and "[min_score] must be greater than or equal to 0, was: [-1]" in err["error"]["reason"]

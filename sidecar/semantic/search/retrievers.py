@@ -142,6 +142,8 @@ async def build_retriever(value: Any, rw: QueryRewriter, features: Features | No
         node.children = await _build_children([c for c, _ in components], rw, node.window, features)
         node.names = [child.spec.get("_name") if isinstance(child.spec.get("_name"), str) else None
                       for child in node.children]
+    if kind == "linear" and node.min_score is not None and node.min_score < 0:
+        raise illegal_argument(f"[min_score] must be greater than or equal to 0, was: [{spec['min_score']}]")
     if kind == "rrf":
         node.rank_constant = int_param(spec.get("rank_constant"), "rank_constant", DEFAULT_RANK_CONSTANT)
         if node.rank_constant < 1:
