@@ -102,6 +102,7 @@ async def _parts(app: web.Application) -> AsyncIterator[None]:
         TrainedModelStore(es, prefix=f"{config.system_index_prefix}-trained-models"), models,
         cache_dir=config.model_cache_dir, default_timeout_s=config.inference_timeout_s)
     restoring = asyncio.ensure_future(trained.restore())
+    endpoints.inference.fallbacks.append(trained.as_endpoint)
     with metrics.reporting(models):
         try:
             yield

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .errors import timeout
+from .errors import EsError, timeout
 from .protocol.registry import Services
 from .protocol.service import (
     Completion,
@@ -56,9 +56,23 @@ class Inference:
         self._resolve = resolve
         self.services = services
         self.timeout_s = timeout_s
+        # Asked, in order, for an id that names no endpoint: ``async (id) -> Endpoint | None``.
+        # Trained model ids and deployment ids resolve this way where Elasticsearch accepts
+        # them (the ``inference`` processor's ``model_id``, ``query_vector_builder``,
+        # ``text_expansion``), never in the ``_inference`` API.
+        self.fallbacks: list[Callable[[str], Awaitable[Endpoint | None]]] = []
 
     async def target(self, inference_id: str) -> Target:
-        return self.of(await self._resolve(inference_id))
+        try:
+            return self.of(await self._resolve(inference_id))
+        except EsError as err:
+            if err.status != 404:
+                raise
+            for fallback in self.fallbacks:
+                endpoint = await fallback(inference_id)
+                if endpoint is not None:
+                    return self.of(endpoint)
+            raise
 
     def of(self, endpoint: Endpoint) -> Target:
         return Target(endpoint, self.services.get(endpoint.service))

@@ -16,6 +16,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EsError, action_request_validation, not_found, status_exception
+from ..protocol.service import Endpoint, TaskType
 from ..runtime.allocations import AdaptiveAllocations
 from ..runtime.deployment_stats import deployment_stats
 from . import builtin
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 
 WAIT_FOR = ("starting", "started", "fully_allocated")
 MEMORY_OVERHEAD = 240 * 1024 * 1024
+_ENDPOINT_TASKS = {"text_embedding": TaskType.TEXT_EMBEDDING, "sparse_embedding": TaskType.SPARSE_EMBEDDING,
+                   "rerank": TaskType.RERANK}
 
 
 def _not_allocated(model_id: str) -> EsError:
@@ -270,6 +273,20 @@ class DeploymentsMixin:
             if deployment.model_id == id_ and deployment.state != "failed":
                 return deployment, config
         raise _not_allocated(id_)
+
+    async def as_endpoint(self, id_: str) -> Endpoint | None:
+        """A deployment id or trained model id as the ``elasticsearch`` endpoint that runs its
+        deployment (for the callers that accept model ids, :attr:`sidecar.inference.Inference.fallbacks`)."""
+        found = await self.find_deployment(id_, self.default_timeout_s)
+        if found is None:
+            return None
+        deployment, config = found
+        return Endpoint(
+            inference_id=id_, task_type=_ENDPOINT_TASKS[deployment.task], service="elasticsearch",
+            service_settings={"model_id": config["model_id"], "deployment_id": deployment.deployment_id,
+                              "num_allocations": max(1, deployment.target_allocation_count),
+                              "num_threads": deployment.threads_per_allocation},
+            task_settings={})
 
     # -- inference -------------------------------------------------------------------------------
     async def infer(self, id_: str, body: Any, *, timeout_s: float) -> dict[str, Any]:
