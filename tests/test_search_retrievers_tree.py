@@ -105,6 +105,13 @@ def test_diversify(sidecar_url, env):
         "retriever": SEMANTIC}}, "size": 2})
     assert status == 200, c
     assert len(sd.ids(c)) == 2 and not {"cat", "kitten"} <= set(sd.ids(c))
+    # The query vector built from text by the field's endpoint: the most similar chunk wins first.
+    status, d = sd.search(sidecar_url, env["index"], {"retriever": {"diversify": {
+        "type": "mmr", "field": "content", "lambda": 1.0, "size": 1, "rank_window_size": 5,
+        "query_vector_builder": {"text_embedding": {"model_text": "interest rates of the central bank"}},
+        "retriever": {"standard": {"query": {"match_all": {}}}}}}, "size": 1})
+    assert status == 200, d
+    assert sd.ids(d) == ["bank"]
     status, err = sd.search(sidecar_url, env["index"], {"retriever": {"diversify": {**spec, "lambda": 2.0,
                                                                                      "retriever": SEMANTIC}}})
     assert status == 400 and "must have a [lambda] between 0.0 and 1.0" in err["error"]["reason"]

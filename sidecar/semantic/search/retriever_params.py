@@ -182,8 +182,18 @@ async def single_child_params(node: Retriever, spec: dict[str, Any], rw: QueryRe
             raise action_request_validation(*problems)
         if spec.get("type") != "mmr":
             raise illegal_argument(f"Unknown diversification type [{spec.get('type')}]")
+        if spec.get("query_vector") is not None and spec.get("query_vector_builder") is not None:
+            raise action_request_validation("[diversify] MMR result diversification can have one of [query_vector] "
+                                            "or [query_vector_builder], but not both")
+        vector = spec.get("query_vector")
+        if isinstance(spec.get("query_vector_builder"), dict):
+            # The text embedded by the field's own endpoint when the builder names no model.
+            field = str(spec.get("field"))
+            default = next((info.semantics.fields[field].query_inference_id for info in rw.ctx.indices.values()
+                            if info.semantics is not None and field in info.semantics.fields), None)
+            vector = await rw.vector_from_builder(spec["query_vector_builder"], default)
         node.diversify = {"field": str(spec.get("field")), "lambda": float(lam), "size": size,
-                          "query_vector": spec.get("query_vector")}
+                          "query_vector": vector}
 
 
 def chunk_rescorer_config(spec: dict[str, Any], features: Features) -> dict[str, Any] | None:
