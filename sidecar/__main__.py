@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import ssl
-import sys
+import os
 
-from aiohttp import web
+# OpenMP threads that have finished a parallel region sleep instead of spinning for the next
+# one. Spinning is what OpenMP does by default, and on a machine where anything else runs
+# (Elasticsearch, another worker) the spinning threads of one query steal the cores the next
+# one needs: with one busy neighbour process, single-query p99 went from 5 ms to 200+ ms.
+# Read by libgomp when torch loads, so it is set before anything imports torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import logs
-from .app import build_app
-from .config import Config, from_args
+import asyncio  # noqa: E402
+import logging  # noqa: E402
+import ssl  # noqa: E402
+import sys  # noqa: E402
+
+from aiohttp import web  # noqa: E402
+
+from . import logs, workers  # noqa: E402
+from .config import Config, from_args  # noqa: E402
 
 
 def server_ssl_context(config: Config) -> ssl.SSLContext | None:
@@ -52,7 +60,17 @@ def main(argv: list[str] | None = None) -> int:
         from .cli_secrets import main as rotate_main
 
         return rotate_main(argv[1:])
+    from .app import build_app  # after the subcommands: they need none of the server
+
     config = from_args(argv)
+    if config.workers < 1:
+        raise SystemExit("es-inference-sidecar: --workers must be at least 1")
+    if config.workers > 1 and not workers.is_worker():
+        print(f"es-inference-sidecar: starting {config.workers} workers on {config.host}:{config.port}", flush=True)
+        return workers.supervise(argv, config.workers)
+    from .runtime.models import set_default_dtype
+
+    set_default_dtype(config.dtype)
     ssl_context = server_ssl_context(config)
     scheme = "https" if ssl_context else "http"
     logs.setup(config.log_level)
@@ -76,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         # A client that goes away cancels the work done for it (inference included).
         handler_cancellation=True,
         loop=event_loop(config.event_loop),
+        # Workers of one --workers set share the port; the kernel spreads connections over them.
+        reuse_port=workers.is_worker() or None,
     )
     return 0
 
