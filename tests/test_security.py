@@ -515,7 +515,7 @@ def test_actions_of_the_sidecars_apis():
     assert action_for("POST", "/_inference/x") is INFER
     assert action_for("POST", "/_inference/completion/x/_stream") is INFER
     assert action_for("GET", "/_ml/trained_models/abc/_stats") is STATS
-    assert action_for("GET", "/_ml/trained_models/abc") is None
+    assert action_for("GET", "/_ml/trained_models/abc").name == "cluster:monitor/xpack/ml/inference/get"
     assert action_for("GET", "/_tasks/node:1") is TASK_GET
     assert action_for("POST", "/_tasks/node:1/_cancel") is TASK_CANCEL
     assert action_for("GET", "/_tasks") is None

@@ -154,3 +154,22 @@ def test_bad_configs_are_refused_as_elasticsearch_refuses_them(model_id, body, k
     assert err.value.status == 400
     assert err.value.type == kind
     assert reason in err.value.reason
+
+
+@pytest.mark.parametrize(("method", "path", "action"), [
+    ("GET", "/_ml/trained_models", "cluster:monitor/xpack/ml/inference/get"),
+    ("GET", "/_ml/trained_models/m/_stats", "cluster:monitor/xpack/ml/inference/stats/get"),
+    ("PUT", "/_ml/trained_models/m", "cluster:admin/xpack/ml/inference/put"),
+    ("DELETE", "/_ml/trained_models/m", "cluster:admin/xpack/ml/inference/delete"),
+    ("PUT", "/_ml/trained_models/m/definition/0", "cluster:admin/xpack/ml/trained_models/part/put"),
+    ("PUT", "/_ml/trained_models/m/vocabulary", "cluster:admin/xpack/ml/trained_models/vocabulary/put"),
+    ("POST", "/_ml/trained_models/m/deployment/_start", "cluster:admin/xpack/ml/trained_models/deployment/start"),
+    ("POST", "/_ml/trained_models/m/deployment/_stop", "cluster:admin/xpack/ml/trained_models/deployment/stop"),
+    ("POST", "/_ml/trained_models/m/deployment/_update", "cluster:admin/xpack/ml/trained_models/deployment/update"),
+    ("POST", "/_ml/trained_models/m/_infer", "cluster:monitor/xpack/ml/inference/infer"),
+    ("POST", "/_ml/trained_models/m/deployment/_infer", "cluster:monitor/xpack/ml/inference/infer"),
+])
+def test_every_trained_model_api_is_access_checked_with_its_ml_action(method, path, action):
+    from sidecar.security import action_for
+
+    assert action_for(method, path).name == action
