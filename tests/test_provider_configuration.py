@@ -139,7 +139,7 @@ def test_rate_limit_and_defaults_render_like_elasticsearch() -> None:
     services = {s.name: s for s in _remote_services()}
     anthropic = services["anthropic"].describe()
     assert anthropic["service"] == "anthropic" and anthropic["name"] == "Anthropic"
-    assert anthropic["task_types"] == ["completion"]
+    assert anthropic["task_types"] == ["completion", "chat_completion"]
     assert anthropic["configurations"]["rate_limit.requests_per_minute"] == {
         "description": "By default, the anthropic service sets the number of requests allowed per minute to 50.",
         "label": "Rate Limit",

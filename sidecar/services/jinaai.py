@@ -1,10 +1,16 @@
-"""Jina AI: ``text_embedding`` and ``rerank``.
+"""Jina AI: ``text_embedding``, ``rerank`` and (Elasticsearch 9.4+) ``embedding`` of texts and
+images.
 
 Elasticsearch's settings: ``service_settings`` ``api_key`` (secret), ``model_id`` (required),
 embeddings ``similarity`` (default ``dot_product``), ``dimensions``, ``max_input_tokens``,
 ``embedding_type`` (``float`` default, ``bit``/``binary``); ``rate_limit`` (2000 a minute).
 ``task_settings``: embeddings ``input_type`` (``ingest``, ``search``, ``classification``,
 ``clustering``); rerank ``return_documents``, ``top_n``.
+
+``embedding`` endpoints take the embeddings settings and ``multimodal_model`` (default true):
+a multimodal model gets each input as ``{"text": ...}`` / ``{"image": "data:..."}`` (several
+contents of one input as ``{"content": [...]}``), a text-only one plain strings, and refuses
+images ("Non-text input provided for text-only model").
 
 Requests go to ``https://api.jina.ai/v1/embeddings`` and ``/v1/rerank``; the base can be
 redirected with ``ServiceContext.extras["provider_urls"]["jinaai"]`` or
@@ -16,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..errors import status_exception
+from ..protocol.embedding import Content, ContentGroup, text_only
 from ..protocol.registry import register
 from ..protocol.service import DenseEmbeddings, Endpoint, InputType, TaskType
 from ..protocol.settings import SettingsReader
@@ -43,7 +51,8 @@ POLICY = ErrorPolicy(messages={400: UNSUCCESSFUL, 403: UNSUCCESSFUL, 404: UNSUCC
 class JinaAiService(DocumentsRerankService):
     name = "jinaai"
     display_name = "Jina AI"
-    task_types = (TaskType.TEXT_EMBEDDING, TaskType.RERANK)
+    task_types = (TaskType.TEXT_EMBEDDING, TaskType.RERANK, TaskType.EMBEDDING)
+    task_types_since = {TaskType.EMBEDDING: (9, 4)}
     default_rpm = {t: 2000 for t in task_types}
     configuration = cfg.configuration(
         cfg.api_key(task_types),
@@ -53,7 +62,7 @@ class JinaAiService(DocumentsRerankService):
             "Dimensions",
             "The number of dimensions the resulting embeddings should have. For more information refer to "
             "https://api.jina.ai/redoc#tag/embeddings/operation/create_embedding_v1_embeddings_post.",
-            [TaskType.TEXT_EMBEDDING],
+            [TaskType.TEXT_EMBEDDING, TaskType.EMBEDDING],
             type="int",
         ),
     )
@@ -71,6 +80,7 @@ class JinaAiService(DocumentsRerankService):
         dimensions = ss.integer("dimensions", positive=True)
         max_input_tokens = ss.integer("max_input_tokens", positive=True)
         embedding_type = ss.enum("embedding_type", EMBEDDING_TYPES) or "float"
+        multimodal = ss.boolean("multimodal_model") if task_type == TaskType.EMBEDDING else None
         return {
             "url": url,
             "model_id": model_id,
@@ -79,6 +89,7 @@ class JinaAiService(DocumentsRerankService):
             "dimensions": dimensions,
             "max_input_tokens": max_input_tokens,
             "embedding_type": EMBEDDING_TYPES.get(embedding_type, ("float", "float"))[0],
+            "multimodal_model": (multimodal is not False) if task_type == TaskType.EMBEDDING else None,
         }
 
     def read_task_settings(self, task_type: TaskType, ts: SettingsReader) -> dict[str, Any]:
@@ -101,11 +112,39 @@ class JinaAiService(DocumentsRerankService):
         task_settings: dict[str, Any],
         timeout: float | None = None,
     ) -> DenseEmbeddings:
+        if endpoint.task_type == TaskType.EMBEDDING:
+            groups = [(Content("text", text, "text"),) for text in inputs]
+            return await self.embed_contents(endpoint, groups, input_type, task_settings, timeout)
+        return await self._embed(endpoint, inputs, input_type, task_settings, timeout)
+
+    async def embed_contents(
+        self,
+        endpoint: Endpoint,
+        inputs: Sequence[ContentGroup],
+        input_type: InputType | None,
+        task_settings: dict[str, Any],
+        timeout: float | None = None,
+    ) -> DenseEmbeddings:
+        if endpoint.service_settings.get("multimodal_model") is False:
+            texts = text_only(inputs)
+            if texts is None:
+                raise status_exception(400, "Non-text input provided for text-only model")
+            return await self._embed(endpoint, texts, input_type, task_settings, timeout)
+        return await self._embed(endpoint, [_multimodal(group) for group in inputs], input_type, task_settings, timeout)
+
+    async def _embed(
+        self,
+        endpoint: Endpoint,
+        inputs: Sequence[Any],
+        input_type: InputType | None,
+        task_settings: dict[str, Any],
+        timeout: float | None,
+    ) -> DenseEmbeddings:
         settings = self.effective_task_settings(endpoint, task_settings)
         kind = input_type.value if input_type is not None else settings.get("input_type")
         element_type = endpoint.service_settings.get("embedding_type", "float")
 
-        def build(batch: list[str]) -> HttpRequest:
+        def build(batch: list[Any]) -> HttpRequest:
             body: dict[str, Any] = {"input": batch, "model": endpoint.service_settings["model_id"]}
             body["embedding_type"] = WIRE_TYPE[element_type]
             if kind:
@@ -118,3 +157,10 @@ class JinaAiService(DocumentsRerankService):
         return await self.embed_batches(
             endpoint, inputs, build, parse, timeout=timeout, policy=POLICY, element_type=element_type
         )
+
+
+def _multimodal(group: ContentGroup) -> dict[str, Any]:
+    """One input of a multimodal model: ``{"text"|"image": value}``, or ``{"content": [...]}``
+    when several contents make one embedding."""
+    items = [{content.type: content.value} for content in group]
+    return items[0] if len(items) == 1 else {"content": items}

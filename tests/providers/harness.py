@@ -220,6 +220,11 @@ async def invoke(service: Any, endpoint: Endpoint, timeout: float | None = None)
         return await service.rerank(endpoint, "the query", ["doc a", "doc b", "doc c"], {}, timeout)
     if task == TaskType.COMPLETION:
         return await service.complete(endpoint, ["Say hello"], {}, timeout)
+    if task == TaskType.EMBEDDING:
+        from sidecar.protocol.embedding import Content
+
+        groups = [(Content("text", t, "text"),) for t in ("first text", "second text")]
+        return await service.embed_contents(endpoint, groups, InputType.INGEST, {}, timeout)
     raise AssertionError(f"no single-shot call for {task}")
 
 

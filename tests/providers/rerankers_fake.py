@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .harness import Call, FakeProvider, Reply
@@ -54,13 +55,40 @@ class FakeEmbedRerank(FakeProvider):
         return Reply(json={self.results_field: items})
 
 
+def _jina_item_problem(item: Any) -> str | None:
+    """What is wrong with one multimodal input of Jina's embeddings API, or None."""
+    if isinstance(item, dict) and set(item) == {"content"} and isinstance(item["content"], list):
+        return next(filter(None, map(_jina_item_problem, item["content"])), None)
+    if not isinstance(item, dict) or len(item) != 1:
+        return f"bad multimodal input {item!r}"
+    (kind, value), = item.items()
+    if kind == "text":
+        return None if isinstance(value, str) else "text must be a string"
+    if kind == "image":
+        return None if isinstance(value, str) and value.startswith("data:image/") else "image must be a data URI"
+    return f"unknown input kind {kind}"
+
+
 class FakeJina(FakeEmbedRerank):
+    """Jina's embeddings take plain strings, or (multimodal models: jina-clip, jina-embeddings-v4)
+    ``{"text"}`` / ``{"image"}`` objects and ``{"content": [...]}`` groups."""
+
     input_types = ("retrieval.passage", "retrieval.query", "classification", "separation")
 
     def validate(self, call: Call) -> str | None:
         if call.headers.get("Request-Source") != "unspecified:elasticsearch":
             return "missing Request-Source"
+        body = call.json
+        if call.path == "/v1/embeddings" and any(isinstance(i, dict) for i in body.get("input", [])):
+            return next(filter(None, map(_jina_item_problem, body["input"])), None)
         return super().validate(call)
+
+    def answer(self, call: Call) -> Reply:
+        body = call.json
+        if call.path == "/v1/embeddings" and any(isinstance(i, dict) for i in body["input"]):
+            rows = [fake_vector(json.dumps(item, sort_keys=True), body.get("dimensions", 4)) for item in body["input"]]
+            return Reply(json={"object": "list", "data": [{"index": i, "embedding": r} for i, r in enumerate(rows)]})
+        return super().answer(call)
 
 
 class FakeVoyage(FakeEmbedRerank):
