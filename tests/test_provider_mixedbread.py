@@ -131,3 +131,55 @@ async def test_not_found_names_the_url(aiohttp_server: Any) -> None:
 def test_left_out_of_services(version: tuple[int, ...]) -> None:
     # No released Elasticsearch lists Mixedbread (added for 9.4, removed before it shipped).
     assert all(entry["service"] != "mixedbread" for entry in catalogue([MixedbreadService(None)], version))
+
+
+# -- through the sidecar, with the official client ---------------------------------------------------
+
+
+@pytest.mark.es
+async def test_official_client_against_the_sidecar(es_url: str, sidecar_env: dict[str, str], tmp_path: Any,
+                                                   aiohttp_server: Any) -> None:
+    import asyncio
+    import json
+    import uuid
+
+    from elasticsearch import BadRequestError, Elasticsearch, NotFoundError
+    from sidecar_fixtures import SidecarProcess
+
+    fake = FakeMixedbread()
+    await fake.start(aiohttp_server)
+    env = {**sidecar_env, "SIDECAR_PROVIDER_URL_MIXEDBREAD": fake.url}
+    proc = SidecarProcess(es_url, env, tmp_path / "mixedbread.log").start()
+    inference_id = f"mixedbread-{uuid.uuid4().hex[:8]}"
+    config = {"service": "mixedbread", "service_settings": {"api_key": SECRET, "model_id": MODEL},
+              "task_settings": {"return_documents": True}}
+
+    def run() -> tuple[int, ...]:
+        client = Elasticsearch(proc.url)
+        version = tuple(int(p) for p in client.info()["version"]["number"].split(".")[:3])
+        if version < (9, 4):
+            with pytest.raises(BadRequestError):
+                client.inference.put(task_type="rerank", inference_id=inference_id, inference_config=config)
+            with pytest.raises(NotFoundError):
+                client.inference.get(inference_id=inference_id)
+            return version
+        created = client.inference.put(task_type="rerank", inference_id=inference_id, inference_config=config)
+        assert created["service_settings"] == {"model_id": MODEL, "rate_limit": {"requests_per_minute": 100}}
+        assert SECRET not in json.dumps(client.inference.get(inference_id=inference_id).body)
+        result = client.inference.inference(inference_id=inference_id, query="q", input=["long text", "tiny"],
+                                            task_settings={"top_n": 1})
+        assert result["rerank"] == [{"index": 1, "relevance_score": pytest.approx(0.2), "text": "tiny"}]
+        services = {s["service"] for s in client.perform_request("GET", "/_inference/_services").body}
+        assert "mixedbread" not in services
+        client.inference.delete(inference_id=inference_id)
+        return version
+
+    try:
+        version = await asyncio.to_thread(run)
+    finally:
+        proc.stop()
+    assert fake.problems == []
+    if version >= (9, 4):
+        assert fake.calls[0].json == {"model": MODEL, "query": "q", "input": ["long text", "tiny"], "top_k": 1,
+                                      "return_input": True}
+        assert fake.calls[0].headers["Authorization"] == f"Bearer {SECRET}"
