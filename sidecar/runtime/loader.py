@@ -15,21 +15,25 @@ _CLASSES: dict[str, type[LoadedModel]] = {
 
 
 def load_model(
-    path: str, task: str, *, device: str = "auto", backend: str = "torch", cache_dir: str | None = None
+    path: str, task: str, *, device: str = "auto", backend: str = "torch", cache_dir: str | None = None,
+    dtype: str | None = None,
 ) -> LoadedModel:
     """Blocking: load the model at ``path`` for ``task`` on ``device`` ("auto", "cpu",
     "cuda", "cuda:N") with ``backend`` ("torch" or "onnx-int8"). Call from a worker thread.
 
     ``onnx-int8`` serves every task from an int8 ONNX build of the model (exported in a child
     process and cached beside the model cache ``cache_dir``; see :mod:`.onnx_cache`), on the
-    CPU only: it refuses a CUDA ``device`` rather than silently running elsewhere."""
+    CPU only: it refuses a CUDA ``device`` rather than silently running elsewhere.
+
+    ``dtype`` ("auto", "float32", "float16", "bfloat16"; None: the sidecar's ``--dtype``)
+    applies to the torch backend (see :func:`.models.choose_dtype`)."""
     cls = _CLASSES.get(task)
     if cls is None:
         raise ValueError(f"unknown task [{task}]")
     if backend == "onnx-int8":
         model: LoadedModel = load_onnx_model(path, task, device=device, cache_dir=cache_dir)
     elif backend == "torch":
-        model = cls(path, device=device)
+        model = cls(path, device=device, dtype=dtype)
     else:
         raise ValueError(f"unknown backend [{backend}]; use [torch] or [onnx-int8]")
     if config_says_e5(path) and not (model.query_prefix or model.passage_prefix):

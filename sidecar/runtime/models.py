@@ -32,6 +32,7 @@ Torch and sentence-transformers are imported on first load, not at import time.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -75,6 +76,12 @@ MAX_SPARSE_LOGITS = 1 << 26  # floats in one (batch, tokens, vocab) logits tenso
 # the same at any small size, so padding is almost free there and splitting is not.
 SPLIT_COST_TOKENS_CPU = 128
 SPLIT_COST_TOKENS_GPU = 4096
+# On a GPU a sub-batch holds at most this share of padding over its real tokens: sorted by
+# token count, a batch of 256 texts falls into a few sub-batches of nearly equal length, so
+# the tensor cores spend (almost) nothing on padding, which half precision would otherwise
+# make the larger share of a mixed batch's cost. Not measured here (no GPU on the machine
+# these defaults were set on); 10 % keeps passes large for any realistic length mix.
+MAX_PADDING_WASTE_GPU = 0.10
 _MAX_PLAN_WINDOW = 256  # longest sub-batch the planner considers (bounds its work)
 
 
@@ -92,6 +99,7 @@ def plan_batches(
     max_batch_size: int,
     max_tokens: int,
     overhead_tokens: int = SPLIT_COST_TOKENS_CPU,
+    max_waste: float | None = None,
 ) -> list[slice]:
     """Split items *sorted by length* into the consecutive sub-batches that cost least.
 
@@ -99,12 +107,14 @@ def plan_batches(
     costs as much as a real token, and each extra pass a fixed amount (Python and kernel
     set-up, expressed in tokens). The cheapest partition is exact (dynamic programming over
     the sorted lengths); a sub-batch holds at most ``max_batch_size`` items and, unless it
-    is a single item, at most ``max_tokens`` padded tokens.
+    is a single item, at most ``max_tokens`` padded tokens and, when ``max_waste`` is given,
+    at most ``max_waste`` × its real tokens of padding.
     """
     n = len(lengths)
     if n == 0:
         return []
     sizes = [max(1, int(x)) for x in lengths]
+    prefix = [0, *itertools.accumulate(sizes)]  # real tokens of items [0, i)
     widest = max(1, min(max_batch_size, _MAX_PLAN_WINDOW))
     best = [0.0] + [math.inf] * n  # best[j]: cheapest plan of the first j items
     cut = [0] * (n + 1)
@@ -116,6 +126,8 @@ def plan_batches(
             padded = count * longest
             if count > 1 and padded > max_tokens:
                 break
+            if count > 1 and max_waste is not None and padded > (prefix[j] - prefix[i]) * (1 + max_waste):
+                continue
             cost = best[i] + overhead_tokens + padded
             if cost < best[j]:
                 best[j], cut[j] = cost, i
@@ -160,6 +172,49 @@ def resolve_device(device: str | None) -> str:
     raise status_exception(400, f"Unknown device [{device}]; use one of [auto, cpu, cuda, cuda:N]")
 
 
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+# What ``auto`` picks on a CUDA device: bfloat16 where the GPU computes in it natively
+# (compute capability 8.0 and later: A100, L4, H100), float16 before that (V100, T4).
+_BF16_CAPABILITY = (8, 0)
+_default_dtype = "auto"
+
+
+def set_default_dtype(dtype: str) -> None:
+    """The dtype of models loaded without one (the sidecar's ``--dtype``)."""
+    global _default_dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype [{dtype}]; use one of [{', '.join(DTYPES)}]")
+    _default_dtype = dtype
+
+
+def choose_dtype(wanted: str | None, device: str, cuda_capability: tuple[int, int] | None = None) -> str:
+    """The dtype weights and activations run in on ``device``: ``auto`` is float32 on the CPU
+    (half-precision matrix products are emulated there on most CPUs, and slower) and on a CUDA
+    device bfloat16 from compute capability 8.0, float16 before; an explicit dtype is taken as
+    it is (bfloat16 on a CPU works, and is what CPUs with AMX or AVX-512 BF16 run fast).
+    ``cuda_capability`` is the GPU's (read from torch when not given)."""
+    choice = (wanted or _default_dtype or "auto").strip().lower()
+    if choice not in DTYPES:
+        raise status_exception(400, f"Unknown dtype [{wanted}]; use one of [{', '.join(DTYPES)}]")
+    if choice != "auto":
+        return choice
+    if device == "cpu":
+        return "float32"
+    if cuda_capability is None:
+        import torch
+
+        cuda_capability = tuple(torch.cuda.get_device_capability(device))  # type: ignore[assignment]
+    return "bfloat16" if tuple(cuda_capability) >= _BF16_CAPABILITY else "float16"
+
+
+def attention_kwargs(attn_implementation: str | None) -> dict[str, Any]:
+    """``from_pretrained`` arguments for the attention kernel: by default torch's
+    scaled-dot-product attention (fused flash / memory-efficient kernels on a GPU, in half
+    precision too); ``eager`` for the ONNX export, whose graph of SDPA carries a NaN guard
+    (``IsNaN``/``Where`` on every attention matrix) that the eager graph does without."""
+    return {"attn_implementation": attn_implementation or "sdpa"}
+
+
 def _set_threads(threads: int) -> None:
     import torch
 
@@ -193,11 +248,15 @@ class LoadedModel:
     on_cpu: bool = True
     split_cost_tokens: int = SPLIT_COST_TOKENS_CPU
     _length_tokenizer: Any = None
+    dtype: str = "float32"
 
-    def __init__(self, path: str, device: str = "auto") -> None:
+    def __init__(self, path: str, device: str = "auto", dtype: str | None = None,
+                 attn_implementation: str | None = None) -> None:
         self.path = path
         self.device = resolve_device(device)
         self.on_cpu = self.device == "cpu"
+        self.dtype = choose_dtype(dtype, self.device)
+        self._model_kwargs = {**attention_kwargs(attn_implementation), "torch_dtype": self._torch_dtype()}
         self.split_cost_tokens = SPLIT_COST_TOKENS_CPU if self.on_cpu else SPLIT_COST_TOKENS_GPU
         self.info = ModelInfo(None, None, 512, False)
         # Tokenizers are not safe to call from several threads at once (their truncation and
@@ -205,6 +264,11 @@ class LoadedModel:
         self._tokenizer_lock = threading.Lock()
         self.query_prefix = ""
         self.passage_prefix = ""
+
+    def _torch_dtype(self) -> Any:
+        import torch
+
+        return getattr(torch, self.dtype)
 
     @staticmethod
     def item_length(item: Any) -> int:
@@ -266,6 +330,7 @@ class LoadedModel:
             max_batch_size=len(lengths) or 1,
             max_tokens=MAX_BATCH_TOKENS_DENSE if self.on_cpu else MAX_BATCH_TOKENS_DENSE_GPU,
             overhead_tokens=self.split_cost_tokens,
+            max_waste=None if self.on_cpu else MAX_PADDING_WASTE_GPU,
         )
 
     def _run(self, items: list[Any]) -> list[Any]:
@@ -302,11 +367,13 @@ def _truncated_rows(lengths: Sequence[int], max_len: int, recount, features: Any
 class DenseModel(LoadedModel):
     task = "text_embedding"
 
-    def __init__(self, path: str, device: str = "auto") -> None:
-        super().__init__(path, device)
+    def __init__(self, path: str, device: str = "auto", dtype: str | None = None,
+                 attn_implementation: str | None = None) -> None:
+        super().__init__(path, device, dtype, attn_implementation)
         from sentence_transformers import SentenceTransformer
 
-        self.model = SentenceTransformer(path, device=self.device, local_files_only=True)
+        self.model = SentenceTransformer(path, device=self.device, local_files_only=True,
+                                         model_kwargs=self._model_kwargs)
         self.model.eval()
         dims = self.model.get_embedding_dimension()
         normalized = any(type(m).__name__ == "Normalize" for m in self.model)
@@ -351,12 +418,13 @@ class DenseModel(LoadedModel):
 class SparseModel(LoadedModel):
     task = "sparse_embedding"
 
-    def __init__(self, path: str, device: str = "auto", *, max_tokens: int = MAX_SPARSE_TOKENS) -> None:
-        super().__init__(path, device)
+    def __init__(self, path: str, device: str = "auto", dtype: str | None = None,
+                 attn_implementation: str | None = None, *, max_tokens: int = MAX_SPARSE_TOKENS) -> None:
+        super().__init__(path, device, dtype, attn_implementation)
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.model = AutoModelForMaskedLM.from_pretrained(path, local_files_only=True)
+        self.model = AutoModelForMaskedLM.from_pretrained(path, local_files_only=True, **self._model_kwargs)
         self.model.to(self.device)
         self.model.eval()
         self.max_tokens = max_tokens
@@ -399,6 +467,7 @@ class SparseModel(LoadedModel):
             max_batch_size=len(texts),
             max_tokens=max_batch_tokens,
             overhead_tokens=self.split_cost_tokens,
+            max_waste=None if self.on_cpu else MAX_PADDING_WASTE_GPU,
         ):
             rows = order[sub]
             features = {k: [enc[k][i] for i in rows] for k in enc.keys()}
@@ -445,14 +514,16 @@ class SparseModel(LoadedModel):
 class RerankModel(LoadedModel):
     task = "rerank"
 
-    def __init__(self, path: str, device: str = "auto") -> None:
-        super().__init__(path, device)
+    def __init__(self, path: str, device: str = "auto", dtype: str | None = None,
+                 attn_implementation: str | None = None) -> None:
+        super().__init__(path, device, dtype, attn_implementation)
         import torch
         from sentence_transformers import CrossEncoder
 
         # Raw model output, as Elasticsearch's text_similarity inference returns it.
         self.model = CrossEncoder(
-            path, device=self.device, local_files_only=True, activation_fn=torch.nn.Identity()
+            path, device=self.device, local_files_only=True, activation_fn=torch.nn.Identity(),
+            model_kwargs=self._model_kwargs,
         )
         self.model.eval()
         value = self.model.max_seq_length

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 # Bumped whenever the exported graph or the quantisation settings change: part of the cache key.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: traced from eager attention (no IsNaN/Where NaN guard)
 
 # Dynamic quantisation: int8 weights quantised per output channel, activations per batch.
 # Per-channel matters most: all-MiniLM-L6-v2 on SciFact texts, int8 vs fp32 mean cosine
