@@ -54,6 +54,11 @@ class Config:
     # How local models run: "torch" (the reference: fp32 through sentence-transformers) or
     # "onnx-int8" (ONNX Runtime with dynamically quantised int8 weights, CPU only).
     backend: str = "torch"
+    # What local torch models compute in: "auto" (bfloat16 or float16 on a CUDA GPU, float32 on
+    # the CPU), "float32", "float16" or "bfloat16".
+    dtype: str = "auto"
+    # HTTP worker processes on the one port (SO_REUSEPORT); each loads its own model copies.
+    workers: int = 1
     # The asyncio event loop: "auto" (uvloop when installed, else asyncio's own), "uvloop"
     # or "asyncio". uvloop moves socket I/O into C: less CPU per proxied request.
     event_loop: str = "auto"
@@ -123,6 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="how local models run: torch (fp32) or onnx-int8 (ONNX Runtime, CPU) [SIDECAR_BACKEND]",
     )
     p.add_argument(
+        "--dtype",
+        default=_env("DTYPE", Config.dtype),
+        choices=("auto", "float32", "float16", "bfloat16"),
+        help="what local torch models compute in: auto (bfloat16/float16 on a CUDA GPU, float32 on "
+        "the CPU), float32, float16 or bfloat16 [SIDECAR_DTYPE]",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=int(_env("WORKERS", str(Config.workers))),
+        help="HTTP worker processes sharing the port (SO_REUSEPORT); each holds its own copy of the "
+        "local models it serves [SIDECAR_WORKERS]",
+    )
+    p.add_argument(
         "--event-loop",
         default=_env("EVENT_LOOP", Config.event_loop),
         choices=("auto", "uvloop", "asyncio"),
@@ -154,6 +173,8 @@ def from_args(argv: list[str] | None = None) -> Config:
         max_queue=args.max_queue,
         device=args.device,
         backend=args.backend,
+        dtype=args.dtype,
+        workers=args.workers,
         event_loop=args.event_loop,
         registry_ttl_s=args.registry_ttl,
         log_level=args.log_level,
