@@ -69,6 +69,10 @@ def test_mapping_shows_semantic_text(sidecar_url, es_url, minilm):
                                      "content": {"type": "semantic_text", "inference_id": minilm}})
     status, body = http.json_request("GET", f"{sidecar_url}/{index}/_mapping")
     assert status == 200
+    # As in Elasticsearch, model_settings are written when the first document arrives.
+    assert body[index]["mappings"]["properties"]["content"] == {"type": "semantic_text", "inference_id": minilm}
+    assert http.json_request("PUT", f"{sidecar_url}/{index}/_doc/1?refresh=true", {"content": "a first"})[0] == 201
+    status, body = http.json_request("GET", f"{sidecar_url}/{index}/_mapping")
     props = body[index]["mappings"]["properties"]
     assert props["content"] == {"type": "semantic_text", "inference_id": minilm, "model_settings": {
         "task_type": "text_embedding", "dimensions": 384, "similarity": props["content"]["model_settings"]["similarity"],

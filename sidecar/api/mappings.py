@@ -66,6 +66,8 @@ async def create_index(request: web.Request) -> web.StreamResponse:
     body = dict(body)
     body["mappings"] = await _translated(request, body["mappings"])
     status, headers, answer = await forward_json(request, "PUT", request.raw_path, body)
+    if status >= 400:
+        answer = sem.user_error(answer, body["mappings"])
     _invalidate(request)
     return _reply(request, status, headers, answer)
 
@@ -91,6 +93,8 @@ async def put_mapping(request: web.Request) -> web.StreamResponse:
         existing = next(iter(with_sidecar.values()), None)
         translated = await _translated(request, body, existing)
         status, headers, answer = await forward_json(request, request.method, request.raw_path, translated)
+        if status >= 400:
+            answer = sem.user_error(answer, translated)
         _invalidate(request)
         return _reply(request, status, headers, answer)
     # Several indices with their own semantic fields: update each with its own _meta.
@@ -124,7 +128,7 @@ async def put_template(request: web.Request) -> web.StreamResponse:
 async def get_with_mappings(request: web.Request) -> web.StreamResponse:
     status, headers, answer = await forward_json(request, "GET", request.raw_path)
     if status == 200:
-        answer = sem.rewrite_mapping_response(answer)
+        answer = sem.rewrite_mapping_response(answer, request.query.get("include_defaults") == "true")
     return _reply(request, status, headers, answer)
 
 

@@ -40,6 +40,11 @@ class Features:
         return self.version >= (9, 2)
 
     @property
+    def semantic_sparse_index_options(self) -> bool:
+        """9.2: semantic_text ``index_options`` may be ``sparse_vector`` (before: ``dense_vector`` only)."""
+        return self.version >= (9, 2)
+
+    @property
     def chunks_format(self) -> bool:
         """9.2: ``fields: [{"field": f, "format": "chunks"}]`` returns the chunks' texts."""
         return self.version >= (9, 2)

@@ -66,9 +66,28 @@ def embeddings_mapping(model_settings: dict[str, Any], index_options: dict[str, 
         "element_type": model_settings.get("element_type") or "float",
         "index": True,
     }
-    # Exact float HNSW unless the user chose otherwise: quantisation costs recall.
-    mapping["index_options"] = (index_options or {}).get("dense_vector") or {"type": "hnsw"}
+    chosen = (index_options or {}).get("dense_vector") or default_dense_index_options(model_settings)
+    if chosen:
+        mapping["index_options"] = chosen
     return mapping
+
+
+# ``SemanticTextFieldMapper.defaultBbqHnswDenseVectorIndexOptions``: Lucene's HNSW defaults and a
+# rescore oversample of 3.
+BBQ_HNSW_DEFAULT = {"type": "bbq_hnsw", "m": 16, "ef_construction": 100, "rescore_vector": {"oversample": 3.0}}
+BBQ_MIN_DIMS = 64
+
+
+def default_dense_index_options(model_settings: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The ``index_options`` Elasticsearch (8.19, 9.1+) gives a dense semantic_text field the
+    user configured none for: ``bbq_hnsw`` where BBQ can index the vectors (float, at least 64
+    dimensions), otherwise none (the dense_vector defaults apply)."""
+    if not model_settings or model_settings.get("task_type") != "text_embedding":
+        return None
+    dims = model_settings.get("dimensions")
+    if not isinstance(dims, int) or dims < BBQ_MIN_DIMS or (model_settings.get("element_type") or "float") != "float":
+        return None
+    return {**BBQ_HNSW_DEFAULT, "rescore_vector": dict(BBQ_HNSW_DEFAULT["rescore_vector"])}
 
 
 def inference_mapping(model_settings: dict[str, Any] | None, index_options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -89,8 +108,11 @@ def inference_mapping(model_settings: dict[str, Any] | None, index_options: dict
     }
 
 
-def value_mapping() -> dict[str, Any]:
-    """The mapping of the semantic_text field itself: stored in _source, not indexed."""
+def value_mapping(fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The mapping of the semantic_text field itself: stored in _source, not indexed. With
+    multi-fields of its own, a keyword that indexes nothing itself carries them."""
+    if fields:
+        return {"type": "keyword", "index": False, "doc_values": False, "fields": fields}
     return {"type": "object", "enabled": False}
 
 

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..chunking import parse_chunking_settings
-from ..errors import EsError
+from ..errors import EsError, illegal_argument
 from ..es.node import Features
-from .layout import INFERENCE_ROOT, META_KEY, inference_mapping, value_mapping
+from .layout import INFERENCE_ROOT, META_KEY, default_dense_index_options, inference_mapping, value_mapping
 
 DEFAULT_INFERENCE_ID = ".elser-2-elasticsearch"
+# ``DenseVectorFieldMapper.VectorIndexType``
+DENSE_INDEX_TYPES = ("hnsw", "int8_hnsw", "int4_hnsw", "bbq_hnsw", "flat", "int8_flat", "int4_flat", "bbq_flat",
+                     "bbq_disk")
 _PARAMS = {"type", "inference_id", "search_inference_id", "model_settings", "chunking_settings",
-           "index_options", "meta"}
+           "index_options", "meta", "fields"}
 
 # Looks up an endpoint's public configuration (None if it does not exist).
 EndpointLookup = Callable[[str], Awaitable[dict[str, Any] | None]]
@@ -43,8 +47,34 @@ def has_semantic_text(mappings: Any) -> bool:
     return False
 
 
-def _walk_properties(properties: dict[str, Any], prefix: str, in_nested: bool,
-                     found: dict[str, dict[str, Any]], copy_to: dict[str, list[str]]) -> dict[str, Any]:
+@dataclass
+class _Found:
+    """What a walk over a mapping's properties collects."""
+
+    fields: dict[str, dict[str, Any]] = field(default_factory=dict)  # semantic_text fields
+    copy_to: dict[str, list[str]] = field(default_factory=dict)  # field -> its copy_to targets
+    multi_fields: dict[str, str] = field(default_factory=dict)  # semantic_text multi-field -> its parent
+
+
+def _semantic_definition(path: str, definition: dict[str, Any], in_nested: bool, no_subobjects: bool) -> dict:
+    """A semantic_text field's definition, checked as the mapper builder checks it."""
+    unknown = sorted(set(definition) - _PARAMS)
+    if unknown:
+        raise mapper_error(f"unknown parameter [{unknown[0]}] on mapper [{path}] of type [semantic_text]")
+    for key in ("inference_id", "search_inference_id"):
+        if key in definition and (not isinstance(definition[key], str) or not definition[key]):
+            raise mapper_error(f"[{key}] on mapper [{path}] of type [semantic_text] must not be empty")
+    if in_nested:
+        raise illegal_argument(f"semantic_text field [{path}] cannot be nested")
+    if no_subobjects:
+        raise illegal_argument(f"semantic_text field [{path}] cannot be in an object field with subobjects disabled")
+    user = dict(definition)
+    user.setdefault("inference_id", DEFAULT_INFERENCE_ID)
+    return user
+
+
+def _walk_properties(properties: dict[str, Any], prefix: str, in_nested: bool, found: _Found,
+                     no_subobjects: bool = False) -> dict[str, Any]:
     """Copy ``properties`` replacing semantic_text fields; collect them in ``found``."""
     out: dict[str, Any] = {}
     for name, definition in properties.items():
@@ -53,31 +83,31 @@ def _walk_properties(properties: dict[str, Any], prefix: str, in_nested: bool,
             out[name] = definition
             continue
         if definition.get("type") == "semantic_text":
-            if in_nested:
-                raise mapper_error(f"Field [{path}] of type [semantic_text] can't be used in a nested object")
-            unknown = sorted(set(definition) - _PARAMS)
-            if unknown:
-                raise mapper_error(f"unknown parameter [{unknown[0]}] on mapper [{path}] of type [semantic_text]")
-            for key in ("inference_id", "search_inference_id"):
-                if key in definition and (not isinstance(definition[key], str) or not definition[key]):
-                    raise mapper_error(f"[{key}] on mapper [{path}] of type [semantic_text] must not be empty")
-            user = {k: v for k, v in definition.items()}
-            user.setdefault("inference_id", DEFAULT_INFERENCE_ID)
-            found[path] = user
-            out[name] = value_mapping()
+            found.fields[path] = _semantic_definition(path, definition, in_nested, no_subobjects)
+            out[name] = value_mapping(definition.get("fields"))
             continue
         new_def = dict(definition)
         targets = definition.get("copy_to")
         if targets is not None:
             new_def["copy_to"] = targets  # resolved after all semantic fields are known
-            copy_to[path] = [targets] if isinstance(targets, str) else list(targets)
+            found.copy_to[path] = [targets] if isinstance(targets, str) else list(targets)
         if isinstance(definition.get("properties"), dict):
             nested = in_nested or definition.get("type") == "nested"
-            new_def["properties"] = _walk_properties(definition["properties"], f"{path}.", nested, found, copy_to)
+            flat = no_subobjects or definition.get("subobjects") in (False, "false")
+            new_def["properties"] = _walk_properties(definition["properties"], f"{path}.", nested, found, flat)
         if isinstance(definition.get("fields"), dict):
+            subs = {}
             for sub, sub_def in definition["fields"].items():
                 if isinstance(sub_def, dict) and sub_def.get("type") == "semantic_text":
-                    raise mapper_error(f"Field [{path}.{sub}] of type [semantic_text] can't be a multi-field")
+                    # A multi-field: embeds its parent's value (no mapping of its own in the node).
+                    found.fields[f"{path}.{sub}"] = _semantic_definition(f"{path}.{sub}", sub_def, in_nested,
+                                                                         no_subobjects)
+                    found.multi_fields[f"{path}.{sub}"] = path
+                else:
+                    subs[sub] = sub_def
+            new_def["fields"] = subs
+            if not subs:
+                new_def.pop("fields")
         out[name] = new_def
     return out
 
@@ -133,13 +163,15 @@ async def to_elasticsearch(
     ):
         return mappings
     result = copy.deepcopy(mappings)
-    found: dict[str, dict[str, Any]] = {}
-    copy_to: dict[str, list[str]] = {}
+    walk = _Found()
     if isinstance(result.get("properties"), dict):
-        result["properties"] = _walk_properties(result["properties"], "", False, found, copy_to)
+        result["properties"] = _walk_properties(result["properties"], "", False, walk,
+                                                result.get("subobjects") in (False, "false"))
+    found, copy_to = walk.fields, walk.copy_to
     old_sidecar = ((existing_meta or {}).get(META_KEY) or {})
     semantic_defs: dict[str, Any] = dict(old_sidecar.get("semantic_text") or {})
     for path, user in found.items():
+        parse_index_options(path, user.get("index_options"), features.semantic_sparse_index_options)
         if user.get("chunking_settings") is not None:
             parsed = parse_chunking_settings(user["chunking_settings"],
                                              max_chunk_size_upper_limit=features.max_chunk_size_cap)
@@ -172,12 +204,18 @@ async def to_elasticsearch(
                               f"Incompatible model settings for field [{path}]. Check that the "
                               f"[{user['inference_id']}] inference endpoint is still the one the field was "
                               "created with.")
-            model_settings = resolved
+        else:
+            resolved = None
+        # Elasticsearch maps the embeddings with the endpoint's settings at once but writes
+        # ``model_settings`` into the mapping only when the first document is indexed.
         if model_settings:
             user["model_settings"] = model_settings
+        else:
+            user.pop("model_settings", None)
+        check_index_options(user["inference_id"], user.get("index_options"), model_settings or resolved)
         semantic_defs[path] = user
         _set_path(result.setdefault("properties", {}), f"{INFERENCE_ROOT}.{path}",
-                  inference_mapping(model_settings, user.get("index_options")))
+                  inference_mapping(model_settings or resolved, user.get("index_options")))
     semantic_paths = set(semantic_defs)
     copy_map: dict[str, list[str]] = dict(old_sidecar.get("copy_to") or {})
     for source, targets in copy_to.items():
@@ -189,8 +227,45 @@ async def to_elasticsearch(
     if semantic_defs or copy_map:
         user_meta = dict(result.get("_meta") or {k: v for k, v in (existing_meta or {}).items() if k != META_KEY})
         user_meta[META_KEY] = {"semantic_text": semantic_defs, "copy_to": copy_map}
+        multi_fields = {**(old_sidecar.get("multi_fields") or {}), **walk.multi_fields}
+        if multi_fields:
+            user_meta[META_KEY]["multi_fields"] = multi_fields
         result["_meta"] = user_meta
     return result
+
+
+def parse_index_options(path: str, value: Any, sparse: bool = True) -> None:
+    """``index_options`` as ``SemanticTextIndexOptions`` parses them: one of ``dense_vector`` /
+    ``sparse_vector``, a dense one with a known ``type``."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise mapper_error(f"[index_options] on mapper [{path}] of type [semantic_text] must be an object")
+    if len(value) != 1:
+        raise mapper_error(f"Too many index options provided, found [{', '.join(value)}]")
+    (kind, options), = value.items()
+    if kind not in (("dense_vector", "sparse_vector") if sparse else ("dense_vector",)):
+        raise mapper_error(f"Unknown index options type [{kind}]")
+    if kind == "dense_vector":
+        options = options if isinstance(options, dict) else {}
+        if options.get("type") is None:
+            raise mapper_error("Required type")
+        if options["type"] not in DENSE_INDEX_TYPES:
+            raise mapper_error(f"Unsupported index options type {options['type']}")
+
+
+def check_index_options(inference_id: str, index_options: Any, settings: dict[str, Any] | None) -> None:
+    """The user's ``index_options`` checked against the endpoint's model settings, as the
+    mapper builder checks them."""
+    if index_options is None:
+        return
+    if not settings:
+        raise illegal_argument(f"Model settings must be set to validate index options for inference ID [{inference_id}]")
+    (kind, _), = index_options.items()
+    required = "text_embedding" if kind == "dense_vector" else "sparse_embedding"
+    if settings.get("task_type") != required:
+        raise illegal_argument(f"Invalid task type for index options, required [{required}] but was "
+                               f"[{settings.get('task_type')}]")
 
 
 def check_inference_id_update(path: str, previous: dict[str, Any], new_id: str,
@@ -225,6 +300,16 @@ def _settings_repr(settings: dict[str, Any]) -> str:
         f"{n}={settings.get(f)}".replace("=None", "=null") for f, n in zip(fields, names, strict=True)) + "]"
 
 
+def _set_multi_field(properties: dict[str, Any], parent: str, name: str, mapping: dict[str, Any]) -> None:
+    node: Any = properties
+    parts = parent.split(".")
+    for part in parts[:-1]:
+        node = (node.get(part) or {}).get("properties") or {}
+    target = node.get(parts[-1])
+    if isinstance(target, dict):
+        target.setdefault("fields", {})[name] = mapping
+
+
 def _remove_path(properties: dict[str, Any], dotted: str) -> None:
     parts = dotted.split(".")
     node = properties
@@ -235,8 +320,9 @@ def _remove_path(properties: dict[str, Any], dotted: str) -> None:
     node.pop(parts[-1], None)
 
 
-def to_user(mappings: dict[str, Any]) -> dict[str, Any]:
-    """Elasticsearch's mappings of an index → the user's view (semantic_text restored)."""
+def to_user(mappings: dict[str, Any], include_defaults: bool = False) -> dict[str, Any]:
+    """Elasticsearch's mappings of an index → the user's view (semantic_text restored; with
+    ``include_defaults``, the default ``index_options`` Elasticsearch serializes then)."""
     if not isinstance(mappings, dict):
         return mappings
     meta = mappings.get("_meta") or {}
@@ -246,9 +332,17 @@ def to_user(mappings: dict[str, Any]) -> dict[str, Any]:
     result = copy.deepcopy(mappings)
     props = result.get("properties") or {}
     props.pop(INFERENCE_ROOT, None)
+    multi_fields = sidecar_meta.get("multi_fields") or {}
     for path, definition in (sidecar_meta.get("semantic_text") or {}).items():
         shown = {"type": "semantic_text", **{k: v for k, v in definition.items() if k != "type"}}
-        _set_path(props, path, shown)
+        if include_defaults and shown.get("index_options") is None:
+            default = default_dense_index_options(definition.get("model_settings"))
+            if default:
+                shown["index_options"] = {"dense_vector": default}
+        if path in multi_fields:
+            _set_multi_field(props, multi_fields[path], path.rsplit(".", 1)[-1], shown)
+        else:
+            _set_path(props, path, shown)
     for source, targets in (sidecar_meta.get("copy_to") or {}).items():
         parts = source.split(".")
         node = props
@@ -268,17 +362,42 @@ def to_user(mappings: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def rewrite_mapping_response(body: Any) -> Any:
+def rewrite_mapping_response(body: Any, include_defaults: bool = False) -> Any:
     """Apply :func:`to_user` to every ``mappings`` object in a GET response body
     (``GET /idx``, ``GET /idx/_mapping``, templates)."""
     if isinstance(body, dict):
         out = {}
         for key, value in body.items():
             if key == "mappings" and isinstance(value, dict):
-                out[key] = to_user(value)
+                out[key] = to_user(value, include_defaults)
             else:
-                out[key] = rewrite_mapping_response(value)
+                out[key] = rewrite_mapping_response(value, include_defaults)
         return out
     if isinstance(body, list):
-        return [rewrite_mapping_response(v) for v in body]
+        return [rewrite_mapping_response(v, include_defaults) for v in body]
     return body
+
+
+def user_error(answer: Any, translated: Any) -> Any:
+    """Elasticsearch's error for a translated mapping, naming the user's semantic_text field where
+    it names the internal embeddings field (as the mapper reports index options errors)."""
+    if not isinstance(answer, dict) or not isinstance(translated, dict):
+        return answer
+    defs = ((translated.get("_meta") or {}).get(META_KEY) or {}).get("semantic_text") or {}
+    names = {f"{INFERENCE_ROOT}.{path}.chunks.embeddings": path for path in defs}
+    with_options = [path for path, d in defs.items() if d.get("index_options") is not None]
+    if len(with_options) == 1:
+        names["[embeddings]"] = f"[{with_options[0]}]"
+    return _renamed(answer, names)
+
+
+def _renamed(value: Any, names: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _renamed(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_renamed(v, names) for v in value]
+    if isinstance(value, str):
+        for old, new in names.items():
+            value = value.replace(old, new)
+    return value
+

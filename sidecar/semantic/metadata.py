@@ -58,7 +58,13 @@ def parse_meta(index: str, meta: dict[str, Any] | None) -> IndexSemantics:
             chunking_settings=definition.get("chunking_settings"),
             definition=definition,
         )
-    return IndexSemantics(index=index, fields=fields, copy_to=dict(sidecar_meta.get("copy_to") or {}))
+    copy_to = {source: list(targets) for source, targets in (sidecar_meta.get("copy_to") or {}).items()}
+    # A semantic_text multi-field embeds its parent's value, as a copy_to target would.
+    for child, parent in (sidecar_meta.get("multi_fields") or {}).items():
+        copy_to.setdefault(parent, [])
+        if child not in copy_to[parent]:
+            copy_to[parent].append(child)
+    return IndexSemantics(index=index, fields=fields, copy_to=copy_to)
 
 
 class SemanticIndices:
