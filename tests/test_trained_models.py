@@ -284,3 +284,45 @@ def test_built_in_model_whose_source_is_missing_fails_its_download(es_url, sidec
         other.ml.delete_trained_model(model_id=".rerank-v1")
     finally:
         proc.stop()
+
+
+def _tiny_mpnet_sentence_transformer(path: Path) -> Path:
+    """A sentence-transformers directory over a tiny random MPNet (mean pooling, normalised)."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from tiny_models import TINY_HIDDEN_SIZE, TINY_MAX_SEQ_LENGTH, tiny_vocab
+    from transformers import MPNetConfig, MPNetModel, MPNetTokenizer
+
+    raw = path / "raw"
+    raw.mkdir(parents=True)
+    words = ["<s>", "<pad>", "</s>", "<unk>", "[UNK]"] + [w for w in tiny_vocab() if not w.startswith("[")] + ["<mask>"]
+    (raw / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
+    MPNetTokenizer(str(raw / "vocab.txt"), do_lower_case=True, model_max_length=TINY_MAX_SEQ_LENGTH).save_pretrained(
+        str(raw))
+    config = MPNetConfig(vocab_size=len(words), hidden_size=TINY_HIDDEN_SIZE, num_hidden_layers=2,
+                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=TINY_MAX_SEQ_LENGTH + 2,
+                         pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        MPNetModel(config).eval().save_pretrained(str(raw))
+    st = SentenceTransformer(modules=[models.Transformer(str(raw), max_seq_length=TINY_MAX_SEQ_LENGTH),
+                                      models.Pooling(TINY_HIDDEN_SIZE, "mean"), models.Normalize()], device="cpu")
+    st.save(str(path / "st"))
+    return path / "st"
+
+
+def test_mpnet_upload_two_input_trace_matches_sentence_transformers(client, models_dir):
+    from sentence_transformers import SentenceTransformer
+
+    model_dir = _tiny_mpnet_sentence_transformer(models_dir / "mpnet")
+    path, config, vocab = trace_like_eland(model_dir, "text_embedding", models_dir / "mpnet-traced")
+    assert "mpnet" in config["inference_config"]["text_embedding"]["tokenization"]
+    model_id = _uid("eland-mpnet")
+    upload_like_eland(client, model_id, path, config, vocab)
+    try:
+        got = client.ml.infer_trained_model(model_id=model_id, docs=[{"text_field": t} for t in TEXTS])
+        want = SentenceTransformer(str(model_dir), device="cpu").encode(TEXTS)
+        for result, reference in zip(got["inference_results"], want, strict=True):
+            assert _cos(result["predicted_value"], reference) >= 0.999
+    finally:
+        client.options(ignore_status=404).ml.delete_trained_model(model_id=model_id, force=True)
