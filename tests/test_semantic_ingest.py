@@ -125,7 +125,8 @@ def test_bulk_fills_chunks_and_embeddings(sidecar_url, es_url, minilm):
 
     multi = stored(es_url, index, "multi")
     assert multi["content"] == ["first value", "second value"]
-    assert multi[ROOT]["content"]["chunks"][0]["end_offset"] == len("first value\u0000second value")
+    # Each value is chunked on its own; offsets index into the values joined with NUL.
+    assert [(c["start_offset"], c["end_offset"]) for c in multi[ROOT]["content"]["chunks"]] == [(0, 11), (12, 24)]
     assert ROOT not in stored(es_url, index, "none")
 
 
@@ -160,7 +161,7 @@ def test_failed_items_are_reported_and_not_indexed(sidecar_url, es_url, minilm):
     items = result["items"]
     assert [next(iter(i)) for i in items] == ["index", "index", "index", "delete"]
     assert items[0]["index"]["status"] == 201
-    assert items[1]["index"]["status"] == 400 and items[1]["index"]["error"]["type"] == "document_parsing_exception"
+    assert items[1]["index"]["status"] == 400 and items[1]["index"]["error"]["type"] == "status_exception"
     assert items[2]["index"]["status"] == 404
     assert items[2]["index"]["error"]["reason"] == "Inference id [no-such-endpoint] not found for field [lost]"
     assert items[3]["delete"]["status"] == 404

@@ -22,8 +22,8 @@ For a field ``content`` defined as ``{"type": "semantic_text", "inference_id": "
         }
       }
 
-  Multi-valued sources are joined with ``"\\u0000"`` before chunking (as Elasticsearch does)
-  and offsets index into that joined string.
+  Each value of a multi-valued source is chunked on its own; offsets index into the values
+  joined with ``"\\u0000"`` (as Elasticsearch concatenates them).
 * The index ``_meta`` holds :data:`META_KEY`: ``{"semantic_text": {field: definition}}`` where
   the definition is the user's mapping of the field plus ``model_settings``
   (``task_type``, ``dimensions``, ``similarity``, ``element_type``) once known, and

@@ -147,7 +147,7 @@ def extract(semantics: IndexSemantics, source: dict[str, Any], *,
         value = source.get(name)
         if isinstance(value, dict) and single_shot and "chunks" in value and "inference" not in value:
             source[name], found[name] = _from_single_shot(field, value)
-        elif isinstance(value, dict):
+        elif isinstance(value, dict) and "inference" in value:
             source[name], found[name] = _from_legacy(field, value)
     if metadata is not None:
         if not isinstance(metadata, dict):

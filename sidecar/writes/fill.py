@@ -26,7 +26,7 @@ from ..inference import Inference
 from ..protocol.service import Endpoint, InputType, TaskType
 from ..semantic.layout import INFERENCE_ROOT, NUL, model_settings_for
 from ..semantic.metadata import IndexSemantics, SemanticField
-from ..semantic.values import field_text, get_path
+from ..semantic.values import field_text, field_values, get_path
 
 log = logging.getLogger("sidecar.semantic")
 
@@ -195,11 +195,11 @@ class SemanticFiller:
             if item.only_fields is not None and name not in item.only_fields:
                 continue
             sources = [name] + sorted(s for s, targets in semantics.copy_to.items() if name in targets)
-            texts: list[tuple[str, str]] = []
+            texts: list[tuple[str, list[str]]] = []
             for src in sources:
-                text = field_text(get_path(item.source, src), src)
-                if text is not None:
-                    texts.append((src, text))
+                values = field_values(get_path(item.source, src), src)
+                if values:
+                    texts.append((src, values))
             if not texts:
                 per_field[name] = None
                 continue
@@ -208,21 +208,26 @@ class SemanticFiller:
             reuse = self._previous_embeddings(item.previous, name, fld.inference_id)
             job = jobs.setdefault(endpoint.inference_id, _Job(endpoint))
             chunks: list[_Chunk] = []
-            for src, text in texts:
-                offsets = OffsetMap(text)
-                for piece in chunk_text(text, settings):
-                    if not piece.text.strip(NUL):
-                        continue
-                    chunk = _Chunk(position, name, src, offsets.to_16(piece.start), offsets.to_16(piece.end),
-                                   piece.text)
-                    known = reuse.get(piece.text)
-                    if known is None:
-                        known = self.cache.get(endpoint.inference_id, piece.text)
-                    if known is not None:
-                        chunk.embedding = known
-                    else:
-                        job.texts.setdefault(piece.text, []).append(chunk)
-                    chunks.append(chunk)
+            for src, values in texts:
+                # Each value is chunked on its own; offsets index into the values joined with
+                # NUL, as Elasticsearch concatenates a multi-valued field.
+                offsets = OffsetMap(NUL.join(values))
+                base = 0
+                for value in values:
+                    for piece in chunk_text(value, settings):
+                        if not piece.text.strip(NUL):
+                            continue
+                        chunk = _Chunk(position, name, src, offsets.to_16(base + piece.start),
+                                       offsets.to_16(base + piece.end), piece.text)
+                        known = reuse.get(piece.text)
+                        if known is None:
+                            known = self.cache.get(endpoint.inference_id, piece.text)
+                        if known is not None:
+                            chunk.embedding = known
+                        else:
+                            job.texts.setdefault(piece.text, []).append(chunk)
+                        chunks.append(chunk)
+                    base += len(value) + 1
             per_field[name] = chunks
         return per_field
 

@@ -10,7 +10,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import EsError
+from ..errors import EsError, status_exception
 from ..es.node import NodeVersion
 from ..semantic import precomputed
 from ..semantic.layout import INFERENCE_ROOT
@@ -128,10 +128,8 @@ class SemanticStep:
         current = await self.documents.fetch(keys)
         for (item, sem, body), existing in zip(updates, current, strict=True):
             if "script" in body:
-                item.result = error_item(item, EsError(
-                    400, "illegal_argument_exception",
-                    f"Cannot apply update with a script on indices that contain [semantic_text] field(s): "
-                    f"{sorted(sem.fields)}"))
+                item.result = error_item(item, status_exception(
+                    400, "Cannot apply update with a script on indices that contain [semantic_text] field(s)"))
                 continue
             doc = body.get("doc")
             if doc is not None and not isinstance(doc, dict):
