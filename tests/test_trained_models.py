@@ -142,6 +142,11 @@ def test_a_model_not_deployed_is_refused_then_deploys_under_its_own_id(client, b
         by_deployment = client.ml.infer_trained_model(model_id=f"{model_id}-search", docs=[{"text_field": "x"}])
         by_model = client.ml.infer_trained_model(model_id=model_id, docs=[{"text_field": "x"}])
         assert by_deployment == by_model
+        updated = client.ml.update_trained_model_deployment(model_id=f"{model_id}-search", number_of_allocations=2)
+        assert updated["assignment"]["task_parameters"]["number_of_allocations"] == 2
+        stats = client.ml.get_trained_models_stats(model_id=f"{model_id}-search")["trained_model_stats"]
+        assert stats[0]["model_id"] == model_id
+        assert stats[0]["deployment_stats"]["allocation_status"]["target_allocation_count"] == 2
         assert client.ml.stop_trained_model_deployment(model_id=f"{model_id}-search") == {"stopped": True}
         assert "deployment_stats" not in client.ml.get_trained_models_stats(model_id=model_id)[
             "trained_model_stats"][0]
