@@ -189,3 +189,49 @@ def test_sparse_vector_strategy_with_the_built_in_elser_id(client, elser):
     finally:
         client.options(ignore_status=404).indices.delete(index=index)
         client.options(ignore_status=404).ingest.delete_pipeline(id=f"{model_id}_sparse_embedding")
+
+
+LANGCHAIN = "1.0.0"
+
+
+def _langchain_site() -> Path:
+    """``langchain-elasticsearch`` (with an 8.x client) in a folder of its own, installed once."""
+    import os
+    import subprocess
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "es-inference-sidecar" / "clients"
+    target = cache / f"langchain-elasticsearch-{LANGCHAIN}"
+    if not (target / ".complete").exists():
+        tmp = target.with_name(f"{target.name}.{uuid.uuid4().hex[:8]}")
+        done = subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q",
+                               "--target", str(tmp), f"langchain-elasticsearch=={LANGCHAIN}",
+                               "elasticsearch>=8.13,<9"], capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            pytest.skip(f"langchain-elasticsearch does not install here: {done.stderr[-500:]}")
+        (tmp / ".complete").write_text(LANGCHAIN)
+        try:
+            tmp.rename(target)
+        except OSError:  # another run installed it meanwhile
+            subprocess.run(["rm", "-rf", str(tmp)], check=False)
+    return target
+
+
+def test_langchain_elasticsearch_store_with_in_cluster_embeddings(sidecar_url, embedding_model):
+    import json
+    import os
+    import subprocess
+
+    from sentence_transformers import SentenceTransformer
+
+    model_id, model_dir = embedding_model
+    site = _langchain_site()
+    flow = Path(__file__).resolve().parent / "clients" / "langchain_flow.py"
+    out = subprocess.run([sys.executable, str(flow), sidecar_url, model_id, _uid("langchain"), "32"],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(site)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    st = SentenceTransformer(str(model_dir), device="cpu")
+    reference, q = st.encode(DOCS), st.encode(["cats on mats"])[0]  # the flow indexes DOCS
+    scores = reference @ q / (np.linalg.norm(reference, axis=1) * np.linalg.norm(q))
+    assert seen["dense"] == [DOCS[i] for i in np.argsort(-scores)[:3]]
+    assert "the river runs to the sea" in seen["hybrid"]
