@@ -94,6 +94,7 @@ ROUTES: list[tuple[tuple[str, ...], str, object]] = [
     (GET, f"/{INDEX}", mappings.get_index),
     # Reindex and its tasks
     (POST, "/_reindex", reindex.reindex),
+    (POST, f"/{INDEX}/_update_by_query", reindex.update_by_query),
     (GET, "/_tasks/{task_id}", reindex.get_task),
     (POST, "/_tasks/{task_id}/_cancel", reindex.cancel_task),
     # The sidecar's own operations

@@ -45,6 +45,7 @@ class Capabilities:
         self.ingest_ttl_s = ingest_ttl_s
         self.sparse_vector: bool | None = None
         self.rrf: bool | None = None
+        self.update_by_query: bool | None = None
         self._ingest: tuple[IngestCapabilities, float] | None = None
         self._lock = asyncio.Lock()
 
@@ -53,6 +54,10 @@ class Capabilities:
 
     async def native_rrf(self) -> bool:
         return await self._learn("rrf", self._probe_rrf)
+
+    async def native_update_by_query(self) -> bool:
+        """Whether the node has the reindex module's ``_update_by_query``."""
+        return await self._learn("update_by_query", self._probe_update_by_query)
 
     async def _learn(self, name: str, probe) -> bool:
         if getattr(self, name) is None:
@@ -77,6 +82,18 @@ class Capabilities:
         try:
             await self.es.search(index=self.PROBE_INDEX, ignore_unavailable=True, allow_no_indices=True, size=0,
                                  retriever={"rrf": {"retrievers": [standard, standard]}})
+            return True
+        except EsConnectionError as exc:
+            raise unavailable(f"Elasticsearch is unavailable: {exc}") from exc
+        except ApiError:
+            return False
+
+    async def _probe_update_by_query(self) -> bool:
+        try:
+            await self.es.perform_request(
+                "POST", f"/{self.PROBE_INDEX}/_update_by_query",
+                params={"ignore_unavailable": "true", "allow_no_indices": "true"},
+                headers={"accept": "application/json", "content-type": "application/json"}, body={})
             return True
         except EsConnectionError as exc:
             raise unavailable(f"Elasticsearch is unavailable: {exc}") from exc

@@ -116,6 +116,9 @@ def new_status() -> dict[str, Any]:
 
 
 class Reindexer:
+    # More options of the search that reads each page.
+    page_options: dict[str, Any] = {}
+
     def __init__(self, spec: ReindexSpec, caller: Caller, processor: BulkProcessor, *,
                  vectors_params: dict[str, str] | None = None) -> None:
         self.spec = spec
@@ -152,7 +155,7 @@ class Reindexer:
                         return
                 body: dict[str, Any] = {"size": size, "pit": {"id": pit_id, "keep_alive": "5m"},
                                         "sort": [{"_shard_doc": "asc"}], "track_total_hits": search_after is None,
-                                        "query": spec.query or {"match_all": {}}}
+                                        "query": spec.query or {"match_all": {}}, **self.page_options}
                 if spec.source_filter is not None:
                     body["_source"] = spec.source_filter
                 if search_after is not None:
