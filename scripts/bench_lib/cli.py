@@ -25,7 +25,7 @@ from .stack import ROOT, Elasticsearch, Sidecar, log
 
 # Run order for "all": memory first (it needs a sidecar that has loaded nothing yet), then
 # the figures that reuse what is already warm.
-FIGURES = ("memory", "ingest", "batching", "passthrough", "scaling", "quality", "backend", "runtime")
+FIGURES = ("memory", "ingest", "batching", "passthrough", "scaling", "quality", "backend", "runtime", "workers", "peer")
 DESCRIPTIONS = {
     "ingest": "1. _bulk into semantic_text vs the in-process encode ceiling and a naive loop",
     "passthrough": "2. searches and small index requests via the sidecar vs straight to Elasticsearch",
@@ -35,6 +35,8 @@ DESCRIPTIONS = {
     "scaling": "6. ingest with 1 and 2 allocations and short/medium/long documents; py-spy profile",
     "backend": "7. onnx-int8 backend vs torch fp32, one process each: texts/s, cosine, SciFact nDCG@10",
     "runtime": "8. the local runtime in process (no HTTP, no Elasticsearch) vs encode, on --device",
+    "workers": "10. --workers 1/2/4/8: pass-through searches/s, embedded texts/s, memory per worker",
+    "peer": "11. the same embedding workload against Infinity (infinity-emb) when installed, else skipped",
 }
 # Figures that need neither Elasticsearch nor the sidecar: a run of only these starts neither.
 STANDALONE = ("backend", "runtime")
