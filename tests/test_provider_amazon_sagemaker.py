@@ -3,16 +3,34 @@ Signature V4 of every request, in both of Elasticsearch's schemas (``openai`` an
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
-from providers.harness import SECRET, ProviderSuite, make_endpoint, make_service
-from providers.sagemaker_fake import ACCESS_KEY, REGION, FakeSageMaker
+from providers.harness import (
+    SECRET,
+    ProviderSuite,
+    Reply,
+    collect,
+    events_until_error,
+    make_endpoint,
+    make_service,
+)
+from providers.sagemaker_fake import (
+    ACCESS_KEY,
+    EVENT_STREAM,
+    REGION,
+    FakeSageMaker,
+    chunk,
+    model_stream_error,
+    payload_part,
+)
 
 from sidecar.errors import EsError
 from sidecar.protocol.service import InputType, TaskType
 from sidecar.services.amazon_sagemaker import AmazonSageMakerService
 
+COMPAT = "application/vnd.elasticsearch+json; compatible-with=8"
 AWS = {"access_key": ACCESS_KEY, "secret_key": SECRET, "region": REGION}
 
 
@@ -21,6 +39,11 @@ class SageMakerSuite(ProviderSuite):
     fake_cls = FakeSageMaker
     required = ("endpoint_name", "[service_settings] does not contain the required setting [endpoint_name]")
     secret_keys = ("access_key", "secret_key")
+
+    def cut_stream_reply(self) -> Reply:
+        full = FakeSageMaker().stream_reply(["Hello", " world"], self.settings["endpoint_name"],
+                                            chat=self.task == TaskType.CHAT_COMPLETION)
+        return Reply(chunks=full.chunks[:-1], cut=True, content_type=EVENT_STREAM)
 
 
 class TestOpenAiEmbeddings(SageMakerSuite):
@@ -32,6 +55,14 @@ class TestOpenAiEmbeddings(SageMakerSuite):
 class TestOpenAiCompletion(SageMakerSuite):
     task = TaskType.COMPLETION
     settings = {**AWS, "api": "openai", "endpoint_name": "openai-chat-llama"}
+    streams = True
+
+
+class TestOpenAiChatCompletion(SageMakerSuite):
+    task = TaskType.CHAT_COMPLETION
+    settings = {**AWS, "api": "openai", "endpoint_name": "openai-chat-llama"}
+    task_settings = {"user": "me"}
+    streams = True
 
 
 class ElasticSuite(SageMakerSuite):
@@ -60,6 +91,13 @@ class TestElasticRerank(ElasticSuite):
 class TestElasticCompletion(ElasticSuite):
     task = TaskType.COMPLETION
     settings = {**AWS, "api": "elastic", "endpoint_name": "elastic-completion-llm"}
+    streams = True
+
+
+class TestElasticChatCompletion(ElasticSuite):
+    task = TaskType.CHAT_COMPLETION
+    settings = {**AWS, "api": "elastic", "endpoint_name": "elastic-completion-llm"}
+    streams = True
 
 
 async def started(aiohttp_server: Any) -> tuple[FakeSageMaker, AmazonSageMakerService]:
@@ -134,7 +172,7 @@ async def test_elastic_byte_embeddings(aiohttp_server: Any) -> None:
     [
         (TaskType.RERANK, {"api": "openai"}, {}, 405,
          "Task [openai] is not compatible for service [sagemaker] and api [rerank]. Supported tasks: "
-         "[[text_embedding, completion]]"),
+         "[[text_embedding, completion, chat_completion]]"),
         (TaskType.TEXT_EMBEDDING, {"api": "elastic"}, {}, 400,
          "Validation Failed: 1: [service_settings] does not contain the required setting [element_type];"),
         (TaskType.COMPLETION, {"api": "elastic"}, {"tone": "warm"}, 400,
@@ -158,10 +196,108 @@ def test_settings_errors(task: TaskType, settings: dict[str, Any], task_settings
 def test_listed_with_its_settings() -> None:
     entry = AmazonSageMakerService(None).describe()
     assert entry["name"] == "Amazon SageMaker"
-    assert entry["task_types"] == ["text_embedding", "sparse_embedding", "rerank", "completion"]
+    assert entry["task_types"] == ["text_embedding", "sparse_embedding", "rerank", "completion", "chat_completion"]
     assert entry["configurations"]["secret_key"]["sensitive"] is True
     assert entry["configurations"]["api"]["required"] is True
     assert entry["configurations"]["batch_size"]["type"] == "int"
+
+
+# -- InvokeEndpointWithResponseStream ---------------------------------------------------------------
+
+
+async def test_openai_stream_request_and_headers(aiohttp_server: Any) -> None:
+    fake, service = await started(aiohttp_server)
+    endpoint = make_endpoint(service, TaskType.COMPLETION, {
+        **AWS, "api": "openai", "endpoint_name": "openai-chat-multi", "target_model": "m.tar.gz",
+        "target_container_hostname": "c-1",
+    }, {"user": "me", "session_id": "s-1", "enable_explanations": "`true`"})
+    chat = make_endpoint(service, TaskType.CHAT_COMPLETION, {**AWS, "api": "openai", "endpoint_name": "openai-chat-x"})
+    try:
+        events = await collect(service.stream(endpoint, {"input": ["Say", "hello"]}))
+        chunks = await collect(service.stream(chat, {
+            "messages": [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "Say hello"}],
+            "max_completion_tokens": 16, "temperature": 0.5,
+        }))
+    finally:
+        await service.close()
+    assert fake.problems == []
+    first, second = fake.calls
+    assert first.raw_path == "/endpoints/openai-chat-multi/invocations-response-stream"
+    assert first.json == {"messages": [{"content": "Say", "role": "user"}, {"content": "hello", "role": "user"}],
+                          "n": 1, "stream": True, "stream_options": {"include_usage": True}, "user": "me"}
+    assert first.headers["X-Amzn-SageMaker-Session-Id"] == "s-1"
+    assert first.headers["X-Amzn-SageMaker-Target-Container-Hostname"] == "c-1"
+    assert [e["completion"][0]["delta"] for e in events] == ["Hello", " world"]
+    assert second.json["max_completion_tokens"] == 16 and second.json["messages"][0]["role"] == "system"
+    assert chunks[-1]["usage"] == {"completion_tokens": 2, "prompt_tokens": 3, "total_tokens": 5}
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_openai_events_split_across_payload_parts(aiohttp_server: Any) -> None:
+    fake, service = await started(aiohttp_server)
+    endpoint = make_endpoint(service, TaskType.COMPLETION, {**AWS, "api": "openai", "endpoint_name": "openai-chat-x"})
+    raw = b"".join(f"data: {json.dumps(chunk(t))}\n\n".encode() for t in ["Elastic", " is", " fun"]) + b"data: [DONE]\n\n"
+    fake.queue(Reply(chunks=[payload_part(raw[i:i + 7]) for i in range(0, len(raw), 7)], content_type=EVENT_STREAM))
+    try:
+        events = await collect(service.stream(endpoint, {"input": "x"}))
+    finally:
+        await service.close()
+    assert "".join(e["completion"][0]["delta"] for e in events) == "Elastic is fun"
+
+
+async def test_elastic_stream_passes_task_settings_and_chat_request(aiohttp_server: Any) -> None:
+    fake, service = await started(aiohttp_server)
+    completion = make_endpoint(service, TaskType.COMPLETION,
+                               {**AWS, "api": "elastic", "endpoint_name": "elastic-completion-x"})
+    chat = make_endpoint(service, TaskType.CHAT_COMPLETION,
+                         {**AWS, "api": "elastic", "endpoint_name": "elastic-completion-x"})
+    request = {"messages": [{"role": "user", "content": [{"type": "text", "text": "Say hello"}]}],
+               "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+               "tool_choice": "auto", "max_completion_tokens": 5}
+    try:
+        events = await collect(service.stream(completion, {"input": "hi", "task_settings": {"tone": "warm"}}))
+        chunks = await collect(service.stream(chat, request))
+    finally:
+        await service.close()
+    assert fake.problems == []
+    assert fake.calls[0].json == {"input": "hi", "task_settings": {"tone": "warm"}}
+    assert "".join(e["completion"][0]["delta"] for e in events) == "Hello world (warm)"
+    assert fake.calls[1].json == request
+    assert "".join(c["delta"].get("content", "") for e in chunks for c in e["choices"]) == "Hello world"
+
+
+@pytest.mark.parametrize("api", ["openai", "elastic"])
+async def test_model_stream_error_mid_way(aiohttp_server: Any, api: str) -> None:
+    fake, service = await started(aiohttp_server)
+    name = f"{api}-chat-x" if api == "openai" else "elastic-completion-x"
+    endpoint = make_endpoint(service, TaskType.COMPLETION, {**AWS, "api": api, "endpoint_name": name})
+    good = FakeSageMaker().stream_reply(["Hello"], name).chunks or []
+    fake.queue(Reply(chunks=[good[0], model_stream_error(f"model died holding {SECRET}")], content_type=EVENT_STREAM))
+    received, error = await events_until_error(service, endpoint, {"input": "x"})
+    assert [e["completion"][0]["delta"] for e in received] == ["Hello"]
+    assert (error.status, error.type, error.reason) == (
+        500, "status_exception", "Received an error from SageMaker for [test-id]")
+
+
+async def test_elastic_stream_with_an_unknown_field_fails(aiohttp_server: Any) -> None:
+    fake, service = await started(aiohttp_server)
+    endpoint = make_endpoint(service, TaskType.COMPLETION,
+                             {**AWS, "api": "elastic", "endpoint_name": "elastic-completion-x"})
+    fake.queue(Reply(chunks=[payload_part(b'{"completion": {"delta": "Hi"}}'),
+                             payload_part(b'{"completion": [{"delta": "x"}], "usage": {}}')], content_type=EVENT_STREAM))
+    received, error = await events_until_error(service, endpoint, {"input": "x"})
+    assert received == [{"completion": [{"delta": "Hi"}]}]  # one object instead of an array is accepted
+    assert error.status == 500 and "Unknown field [usage]" in error.reason
+
+
+def test_embeddings_do_not_stream() -> None:
+    service = AmazonSageMakerService(None)
+    endpoint = make_endpoint(service, TaskType.TEXT_EMBEDDING, {**AWS, "api": "openai", "endpoint_name": "e"})
+    with pytest.raises(EsError) as caught:
+        service.stream(endpoint, {"input": "x"})
+    assert (caught.value.status, caught.value.reason) == (
+        405, "Streaming is not allowed for service [sagemaker], api [openai], and task [text_embedding]. "
+        "Supported streaming tasks: [[completion, chat_completion]]")
 
 
 # -- through the sidecar, with the official client ---------------------------------------------------
@@ -196,6 +332,20 @@ async def test_official_client_against_the_sidecar(es_url: str, sidecar_env: dic
         assert [e["embedding"][0] for e in result["text_embedding"]] == [1.0, 1.0]
         services = {s["service"]: s for s in client.perform_request("GET", "/_inference/_services").body}
         assert services["amazon_sagemaker"]["configurations"]["endpoint_name"]["required"] is True
+        assert "chat_completion" in services["amazon_sagemaker"]["task_types"]
+        client.inference.delete(inference_id=inference_id)
+        # Streaming through InvokeEndpointWithResponseStream, the answer as Elasticsearch's SSE.
+        client.inference.put_amazonsagemaker(
+            task_type="completion", amazonsagemaker_inference_id=inference_id, service="amazon_sagemaker",
+            service_settings={**AWS, "api": "openai", "endpoint_name": "openai-chat-llama"},
+        )
+        streamed = client.perform_request("POST", f"/_inference/completion/{inference_id}/_stream",
+                                          headers={"content-type": COMPAT, "accept": COMPAT},
+                                          body={"input": "Say hello"}).body
+        raw = streamed.decode() if isinstance(streamed, bytes) else str(streamed)
+        datas = [line.removeprefix("data: ") for line in raw.splitlines() if line.startswith("data: ")]
+        assert datas[-1] == "[DONE]", raw
+        assert "".join(d["delta"] for data in datas[:-1] for d in json.loads(data)["completion"]) == "Hello world"
         client.inference.delete(inference_id=inference_id)
 
     try:

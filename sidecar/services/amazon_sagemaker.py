@@ -27,11 +27,14 @@ base can be replaced with ``ServiceContext.extras["provider_urls"]["amazon_sagem
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import EsError
+import orjson
+
+from ..errors import EsError, status_exception
 from ..protocol.registry import register
 from ..protocol.service import (
     Completion,
@@ -46,16 +49,22 @@ from ..protocol.service import (
 from ..protocol.settings import SettingsReader, finish
 from ..remote import common_settings as common
 from ..remote import configuration as cfg
-from ..remote.aws import sigv4
+from ..remote.aws import event_stream_messages, sigv4
 from ..remote.client import HttpRequest
+from ..remote.errors import malformed
+from ..remote.openai_style import chat_body, chat_chunk, stream_events, user_messages
 from ..remote.responses import MalformedResponse, float_vectors, ranked_docs, require
 from ..remote.service import RemoteService
+from ..remote.streams import lines_of
 
 TASKS_BY_API = {
-    "openai": (TaskType.TEXT_EMBEDDING, TaskType.COMPLETION),
-    "elastic": (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING, TaskType.RERANK, TaskType.COMPLETION),
+    "openai": (TaskType.TEXT_EMBEDDING, TaskType.COMPLETION, TaskType.CHAT_COMPLETION),
+    "elastic": (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING, TaskType.RERANK, TaskType.COMPLETION,
+                TaskType.CHAT_COMPLETION),
 }
-ALL_TASKS = (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING, TaskType.RERANK, TaskType.COMPLETION)
+ALL_TASKS = (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING, TaskType.RERANK, TaskType.COMPLETION,
+             TaskType.CHAT_COMPLETION)
+STREAMING_TASKS = (TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
 ELEMENT_TYPES = ("byte", "float", "bit", "bfloat16")
 RESULT_KEY = {"float": "text_embedding", "byte": "text_embedding_bytes", "bit": "text_embedding_bits"}
 # Task settings → the InvokeEndpoint header that carries each.
@@ -71,6 +80,8 @@ SERVICE_HEADERS = {
     "target_container_hostname": "X-Amzn-SageMaker-Target-Container-Hostname",
     "inference_component_name": "X-Amzn-SageMaker-Inference-Component",
 }
+# InvokeEndpointWithResponseStream takes neither a target model nor explanations.
+STREAM_HEADERS = ("custom_attributes", "inference_id", "session_id", "target_variant")
 STORED_ONLY_PER_REQUEST = (
     "task_settings is only supported during the inference request and cannot be stored in the inference endpoint."
 )
@@ -95,6 +106,7 @@ class AmazonSageMakerService(RemoteService):
     name = "amazon_sagemaker"
     display_name = "Amazon SageMaker"
     task_types = ALL_TASKS
+    streaming_tasks = STREAMING_TASKS
     secret_keys = ("access_key", "secret_key")
     default_similarity = None
     configuration = cfg.configuration(
@@ -192,15 +204,27 @@ class AmazonSageMakerService(RemoteService):
         return out
 
     # -- requests ----------------------------------------------------------------------------
-    def _request(self, endpoint: Endpoint, body: dict[str, Any], task_settings: dict[str, Any]) -> HttpRequest:
+    def _request(
+        self, endpoint: Endpoint, body: dict[str, Any], task_settings: dict[str, Any], *, stream: bool = False
+    ) -> HttpRequest:
+        """InvokeEndpoint, or with ``stream`` InvokeEndpointWithResponseStream (its answer is
+        an event stream of ``PayloadPart`` events; the model's media type goes in
+        ``X-Amzn-SageMaker-Accept``)."""
         settings = endpoint.service_settings
         region = settings["region"]
         base = self.base_url(f"https://runtime.sagemaker.{region}.amazonaws.com")
-        url = f"{base}/endpoints/{quote(settings['endpoint_name'], safe='')}/invocations"
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        headers.update({name: settings[key] for key, name in SERVICE_HEADERS.items() if settings.get(key)})
+        action = "invocations-response-stream" if stream else "invocations"
+        url = f"{base}/endpoints/{quote(settings['endpoint_name'], safe='')}/{action}"
         effective = self.effective_task_settings(endpoint, task_settings)
-        headers.update({name: effective[key] for key, name in HEADERS.items() if effective.get(key)})
+        if stream:
+            headers = {"Content-Type": "application/json", "X-Amzn-SageMaker-Accept": "application/json"}
+            named = {key: HEADERS[key] for key in STREAM_HEADERS}
+            services = {k: v for k, v in SERVICE_HEADERS.items() if k != "target_model"}
+        else:
+            headers = {"Content-Type": "application/json", "Accept": "application/json"}
+            named, services = HEADERS, SERVICE_HEADERS
+        headers.update({name: settings[key] for key, name in services.items() if settings.get(key)})
+        headers.update({name: effective[key] for key, name in named.items() if effective.get(key)})
         return HttpRequest(url, json=body, headers=headers, prepare=sigv4("sagemaker", region, endpoint.secrets),
                            encoded=True)
 
@@ -351,6 +375,63 @@ class AmazonSageMakerService(RemoteService):
 
         return await self.call(endpoint, self._request(endpoint, body, task_settings), parse, timeout=timeout)
 
+    # -- streaming ---------------------------------------------------------------------------
+    def stream(
+        self, endpoint: Endpoint, request: dict[str, Any], timeout: float | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        if endpoint.task_type not in STREAMING_TASKS:
+            api = endpoint.service_settings.get("api")
+            supported = ", ".join(t.value for t in STREAMING_TASKS if t in TASKS_BY_API.get(str(api), ()))
+            raise EsError(
+                405,
+                "status_exception",
+                f"Streaming is not allowed for service [sagemaker], api [{api}], and task "
+                f"[{endpoint.task_type.value}]. Supported streaming tasks: [[{supported}]]",
+            )
+        return super().stream(endpoint, request, timeout)
+
+    def stream_completion(
+        self, endpoint: Endpoint, inputs: list[str], task_settings: dict[str, Any], timeout: float | None
+    ) -> AsyncIterator[dict[str, Any]]:
+        if endpoint.service_settings["api"] == "openai":
+            body = chat_body({"messages": user_messages(inputs)}, model=None, stream=True,
+                             user=task_settings.get("user"))
+        else:
+            body = self._elastic_body(inputs, None, task_settings)
+        return self._stream(endpoint, self._request(endpoint, body, task_settings, stream=True), timeout, chat=False)
+
+    def stream_chat(
+        self, endpoint: Endpoint, request: dict[str, Any], timeout: float | None
+    ) -> AsyncIterator[dict[str, Any]]:
+        if endpoint.service_settings["api"] == "openai":
+            # The unified request as OpenAI's chat body; the endpoint's model needs no name.
+            body = chat_body(request, model=None, stream=True, user=endpoint.task_settings.get("user"))
+        else:
+            body = dict(request)  # the elastic schema takes Elasticsearch's own request
+        upstream = self._request(endpoint, body, {}, stream=True)
+        return self._stream(endpoint, upstream, timeout, chat=True)
+
+    async def _stream(
+        self, endpoint: Endpoint, request: HttpRequest, timeout: float | None, *, chat: bool
+    ) -> AsyncIterator[dict[str, Any]]:
+        chunks = self.http.stream_chunks(endpoint, request, timeout=timeout, default_rpm=self.rpm(endpoint.task_type))
+        parts = _payload_parts(endpoint, event_stream_messages(endpoint, chunks))
+        if endpoint.service_settings["api"] == "openai":
+            # The model's Server-Sent Events, as OpenAI streams them, cut into payload parts.
+            events = stream_events(endpoint, lines_of(parts), chat=chat)
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    yield event
+            return
+        async with contextlib.aclosing(parts):
+            async for part in parts:
+                if chat:
+                    yield _elastic_chat_chunk(endpoint, part)
+                    continue
+                deltas = _elastic_deltas(endpoint, part)
+                if deltas:
+                    yield {"completion": [{"delta": d} for d in deltas]}
+
 
 def _only(obj: Any, key: str, context: str) -> None:
     """The elastic schema's answers hold exactly one known field (Elasticsearch's parser fails
@@ -359,3 +440,41 @@ def _only(obj: Any, key: str, context: str) -> None:
         unknown = [k for k in obj if k != key]
         if unknown:
             raise MalformedResponse(f"Unknown field [{unknown[0]}] in {context}")
+
+
+
+async def _payload_parts(endpoint: Endpoint, messages: AsyncIterator[tuple[dict[str, Any], bytes]]) -> AsyncIterator[bytes]:
+    """The model's own bytes out of an InvokeEndpointWithResponseStream answer: the payload of
+    each ``PayloadPart`` event, in order. A ``ModelStreamError`` or ``InternalStreamFailure``
+    ends the stream with Elasticsearch's error for an AWS failure it has no name for."""
+    async with contextlib.aclosing(messages):
+        async for headers, payload in messages:
+            if headers.get(":message-type", "event") != "event":
+                raise status_exception(500, f"Received an error from SageMaker for [{endpoint.inference_id}]")
+            if headers.get(":event-type") == "PayloadPart":
+                yield payload
+
+
+def _elastic_deltas(endpoint: Endpoint, part: bytes) -> list[str]:
+    """One payload part of the elastic schema's streamed completion: ``{"completion": [{"delta":
+    text}, ...]}`` (or one object instead of the array); nothing else may be in it."""
+    context = "Amazon SageMaker Elastic streamed completion"
+    try:
+        obj = orjson.loads(part)
+        _only(obj, "completion", context)
+        items = require(obj, "completion", (list, dict), context)
+        items = [items] if isinstance(items, dict) else items
+        deltas = [require(item, "delta", str, context) for item in items]
+        for item in items:
+            _only(item, "delta", context)
+        return deltas
+    except (orjson.JSONDecodeError, MalformedResponse) as exc:
+        raise malformed(endpoint, exc) from None
+
+
+def _elastic_chat_chunk(endpoint: Endpoint, part: bytes) -> dict[str, Any]:
+    """One payload part of the elastic schema's chat completion: one OpenAI-shaped chunk."""
+    try:
+        return chat_chunk(orjson.loads(part))
+    except (orjson.JSONDecodeError, MalformedResponse) as exc:
+        raise malformed(endpoint, exc) from None

@@ -31,7 +31,6 @@ the ``metadata`` event.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -45,7 +44,7 @@ from ..protocol.service import Completion, DenseEmbeddings, Endpoint, InputType,
 from ..protocol.settings import SettingsReader
 from ..remote import common_settings as common
 from ..remote import configuration as cfg
-from ..remote.aws import sigv4
+from ..remote.aws import EVENT_STREAM, event_stream_messages, sigv4
 from ..remote.client import HttpRequest
 from ..remote.converse import converse_chat_body, converse_chat_chunk
 from ..remote.errors import ErrorPolicy, Redactor, malformed
@@ -63,7 +62,6 @@ COHERE_INPUT_TYPES = {
 # Elasticsearch's defaults per embedding provider.
 DEFAULT_SIMILARITY = {"amazontitan": "cosine", "cohere": "dot_product"}
 POLICY = ErrorPolicy()
-EVENT_STREAM = "application/vnd.amazon.eventstream"
 
 
 @register
@@ -230,24 +228,13 @@ class AmazonBedrockService(RemoteService):
             if chunk is not None:
                 yield chunk
 
-    async def _converse_stream(
+    def _converse_stream(
         self, endpoint: Endpoint, request: HttpRequest, timeout: float | None
     ) -> AsyncIterator[tuple[dict[str, Any], bytes]]:
-        from botocore.eventstream import EventStreamBuffer, ParserError
-
-        buffer = EventStreamBuffer()
         chunks = self.http.stream_chunks(
             endpoint, request, timeout=timeout, policy=POLICY, default_rpm=self.rpm(endpoint.task_type)
         )
-        async with contextlib.aclosing(chunks):
-            async for chunk in chunks:
-                buffer.add_data(chunk)
-                try:
-                    messages = list(buffer)
-                except ParserError as exc:
-                    raise malformed(endpoint, MalformedResponse(f"invalid event stream: {exc}")) from None
-                for message in messages:
-                    yield message.headers, message.payload
+        return event_stream_messages(endpoint, chunks)
 
 
 def converse_stream_delta(endpoint: Endpoint, headers: dict[str, Any], payload: bytes) -> str | None:

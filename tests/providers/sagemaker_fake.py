@@ -1,10 +1,17 @@
-"""The SageMaker Runtime ``InvokeEndpoint`` API on loopback: every request's AWS Signature V4
-(service ``sagemaker``) is recomputed and checked, and the endpoint answers in the schema its
-name says: ``openai-*`` endpoints speak OpenAI's embeddings/chat bodies, ``elastic-*`` ones
-Elasticsearch's own inference request and response shapes."""
+"""The SageMaker Runtime ``InvokeEndpoint`` and ``InvokeEndpointWithResponseStream`` APIs on
+loopback: every request's AWS Signature V4 (service ``sagemaker``) is recomputed and checked, and
+the endpoint answers in the schema its name says: ``openai-*`` endpoints speak OpenAI's
+embeddings/chat bodies, ``elastic-*`` ones Elasticsearch's own inference request and response
+shapes.
+
+A streamed answer is AWS's binary event stream whose ``PayloadPart`` events carry the model's
+own bytes: Server-Sent Events of ``chat.completion.chunk`` objects for ``openai``, one JSON
+document per part for ``elastic`` (``{"completion":[{"delta":…}]}``, or a chat chunk for a chat
+request)."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, ClassVar
 
@@ -12,6 +19,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from . import eventstream
 from .harness import SECRET, Call, FakeProvider, Reply
 from .openai_fake import fake_vector
 
@@ -21,7 +29,30 @@ AUTH = re.compile(
     r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/sagemaker/aws4_request, "
     r"SignedHeaders=(?P<signed>[^,]+), Signature=(?P<signature>[0-9a-f]{64})"
 )
-PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
+PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations(?P<stream>-response-stream)?$")
+EVENT_STREAM = "application/vnd.amazon.eventstream"
+CHAT_KEYS = {"messages", "model", "max_completion_tokens", "stop", "temperature", "tool_choice", "tools", "top_p"}
+
+
+def payload_part(data: bytes) -> bytes:
+    return eventstream.frame(
+        {":event-type": "PayloadPart", ":content-type": "application/octet-stream", ":message-type": "event"}, data
+    )
+
+
+def model_stream_error(message: str) -> bytes:
+    """How the runtime ends a stream whose model failed mid-way."""
+    headers = {":exception-type": "ModelStreamError", ":content-type": "application/json", ":message-type": "exception"}
+    return eventstream.frame(headers, json.dumps({"Message": message, "ErrorCode": "StreamBroken"}).encode())
+
+
+def chunk(text: str | None = None, *, finish: str | None = None, usage: bool = False) -> dict[str, Any]:
+    delta = {} if text is None else {"content": text}
+    out: dict[str, Any] = {"id": "chunk-1", "object": "chat.completion.chunk", "model": "llama",
+                           "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    if usage:
+        out["usage"] = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    return out
 
 
 class FakeSageMaker(FakeProvider):
@@ -50,10 +81,13 @@ class FakeSageMaker(FakeProvider):
         match = PATH.match(call.path)
         if call.method != "POST" or not match:
             return f"unknown route {call.method} {call.path}"
-        if call.headers.get("Content-Type") != "application/json" or call.headers.get("Accept") != "application/json":
+        accept = "X-Amzn-SageMaker-Accept" if match["stream"] else "Accept"
+        if call.headers.get("Content-Type") != "application/json" or call.headers.get(accept) != "application/json":
             return "expected JSON in and out"
         body = call.json
         name = match["name"]
+        if match["stream"]:
+            return self.validate_stream(call, name, body)
         if name.startswith("openai-chat"):
             ok = body.get("n") == 1 and body["messages"][0]["role"] == "user"
             return None if ok else "bad chat body"
@@ -67,9 +101,38 @@ class FakeSageMaker(FakeProvider):
             return "bad input_type"
         return None
 
+    @staticmethod
+    def validate_stream(call: Call, name: str, body: dict[str, Any]) -> str | None:
+        if "X-Amzn-SageMaker-Target-Model" in call.headers or "X-Amzn-SageMaker-Enable-Explanations" in call.headers:
+            return "InvokeEndpointWithResponseStream takes no target model or explanations"
+        if name.startswith("openai"):
+            ok = (body.get("n") == 1 and body.get("stream") is True and body.get("stream_options") == {"include_usage": True}
+                  and isinstance(body.get("messages"), list) and "model" not in body)
+            return None if ok else f"bad streamed chat body {body}"
+        if "messages" in body:
+            return None if set(body) <= CHAT_KEYS else f"unexpected fields {sorted(body)}"
+        return None if "input" in body and set(body) <= {"input", "task_settings"} else f"bad body {body}"
+
+    def stream_reply(self, texts: list[str], name: str = "openai-chat", chat: bool = False) -> Reply:
+        """The event stream of an answer that says ``texts`` in pieces."""
+        if name.startswith("openai"):
+            events = [chunk(t) for t in texts] + [chunk(finish="stop"), chunk(usage=True)]
+            parts = [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
+        elif chat:
+            parts = [json.dumps(e).encode() for e in [chunk(t) for t in texts] + [chunk(finish="stop")]]
+        else:
+            parts = [json.dumps({"completion": [{"delta": t}]}).encode() for t in texts]
+        return Reply(chunks=[payload_part(p) for p in parts], content_type=EVENT_STREAM)
+
     def answer(self, call: Call) -> Reply:
-        name = PATH.match(call.path)["name"]  # type: ignore[index]
+        match = PATH.match(call.path)
+        name = match["name"]  # type: ignore[index]
         body = call.json
+        if match["stream"]:  # type: ignore[index]
+            words = ["Hello", " world"]
+            if body.get("task_settings", {}).get("tone"):
+                words.append(f" ({body['task_settings']['tone']})")
+            return self.stream_reply(words, name, chat="messages" in body)
         texts = [] if "input" not in body else ([body["input"]] if isinstance(body["input"], str) else body["input"])
         if name.startswith("openai-chat"):
             return Reply(json={"id": "c1", "object": "chat.completion",
