@@ -235,3 +235,27 @@ def test_langchain_elasticsearch_store_with_in_cluster_embeddings(sidecar_url, e
     scores = reference @ q / (np.linalg.norm(reference, axis=1) * np.linalg.norm(q))
     assert seen["dense"] == [DOCS[i] for i in np.argsort(-scores)[:3]]
     assert "the river runs to the sea" in seen["hybrid"]
+
+
+@pytest.mark.parametrize("major", [8, 9])
+def test_each_client_major_uploads_like_eland_and_searches(sidecar_url, client, major, tmp_path):
+    """Eland's sequence and VectorStore with the 8.x client, and with the 9.x client where the
+    node is 9.x (8.19 refuses the 9.x client's ``compatible-with=9``, as it does without the sidecar)."""
+    import json
+    import os
+    import subprocess
+
+    from test_clients import CLIENTS, client_site
+
+    if major == 9 and int(client.info()["version"]["number"].split(".")[0]) < 9:
+        pytest.skip("the 9.x client needs a 9.x node")
+    site = client_site(CLIENTS[major])
+    flow = Path(__file__).resolve().parent / "clients" / "trained_model_flow.py"
+    out = subprocess.run([sys.executable, str(flow), sidecar_url, _uid(f"client{major}"), str(tmp_path)],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(site)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["client"].startswith(f"{major}.")
+    assert seen["steps"][0] == "get:404" and seen["steps"][-1] == "start"
+    assert seen["top"] == seen["expected"]
+    assert seen["cos"] >= 0.999
