@@ -142,6 +142,11 @@ def test_field_caps_shows_semantic_text_as_searchable_text(sidecar_url, env):
     assert fields["inference_field"] == {"text": {"type": "text", "metadata_field": False, "searchable": True,
                                                   "aggregatable": False}}
     assert fields["text_field"]["text"]["searchable"] is True
+    # Its chunks under the names Elasticsearch gives them.
+    assert fields["inference_field.inference.chunks.embeddings"]["sparse_vector"]["searchable"] is True
+    assert fields["inference_field.inference.chunks"]["nested"]["type"] == "nested"
+    fields = _field_caps(sidecar_url, env["dense_index"], "fields=inference_field*")
+    assert fields["inference_field.inference.chunks.embeddings"]["dense_vector"]["searchable"] is True
     fields = _field_caps(sidecar_url, env["sparse_index"], "fields=inference_field&include_empty_fields=false")
     assert fields["inference_field"]["text"]["searchable"] is True
 

@@ -45,8 +45,15 @@ def rewrite(body: Any, semantics: Mapping[str, IndexSemantics], patterns: list[s
         for name in sem.fields:
             where.setdefault(name, set()).add(index)
     with_values = {name for name in where if embeddings_path(name) in fields}
-    for key in [k for k in fields if k == INFERENCE_ROOT or k.startswith(INFERENCE_ROOT + ".")]:
-        del fields[key]
+    internal = {k: fields.pop(k) for k in [k for k in fields if k == INFERENCE_ROOT or k.startswith(INFERENCE_ROOT + ".")]}
+    # The chunks as Elasticsearch names them: ``<field>.inference``, ``<field>.inference.chunks``
+    # and ``<field>.inference.chunks.embeddings``.
+    for name in where:
+        for suffix in ("", ".chunks", ".chunks.embeddings"):
+            found = internal.get(f"{INFERENCE_ROOT}.{name}{suffix}")
+            shown = f"{name}.inference{suffix}"
+            if found is not None and _matches(shown, patterns):
+                fields[shown] = found
     all_indices = body.get("indices") or []
     for name, indices in where.items():
         if not _matches(name, patterns):
