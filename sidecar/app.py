@@ -103,6 +103,7 @@ async def _parts(app: web.Application) -> AsyncIterator[None]:
         cache_dir=config.model_cache_dir, default_timeout_s=config.inference_timeout_s)
     restoring = asyncio.ensure_future(trained.restore())
     endpoints.inference.fallbacks.append(trained.as_endpoint)
+    trained.reference_finders.append(pipelines.references)
     with metrics.reporting(models):
         try:
             yield

@@ -186,6 +186,13 @@ def test_inference_endpoint_of_the_elasticsearch_service_runs_the_uploaded_model
         assert {s["deployment_stats"]["deployment_id"] for s in stats} == {model_id, endpoint}
     finally:
         client.inference.delete(inference_id=endpoint, force=True)
+    # A model of another task is refused, and no endpoint is stored.
+    sparse = _uid("uploaded-sparse")
+    err = _error(lambda: client.inference.put(task_type="sparse_embedding", inference_id=sparse, inference_config={
+        "service": "elasticsearch", "service_settings": {"model_id": model_id, "num_allocations": 1,
+                                                         "num_threads": 1}}))
+    assert err.meta.status == 400 and "is a [text_embedding] model" in str(err.body)
+    assert client.options(ignore_status=404).inference.get(inference_id=sparse).meta.status == 404
 
 
 def test_text_expansion_and_text_similarity_uploads(client, models_dir):

@@ -124,10 +124,15 @@ def test_query_vector_builder_and_processor_accept_deployment_ids(client, embedd
             "field": "vector_query_field.predicted_value", "k": 1, "num_candidates": 5,
             "query_vector_builder": {"text_embedding": {"model_id": missing, "model_text": "dog"}}})
         assert bad.meta.status == 404
+        # In use by a pipeline: neither stopped nor deleted without force.
+        refused = client.options(ignore_status=409).ml.stop_trained_model_deployment(model_id=deployment)
+        assert refused.meta.status == 409 and "referenced by ingest processors" in refused.body["error"]["reason"]
+        refused = client.options(ignore_status=409).ml.delete_trained_model(model_id=model_id)
+        assert refused.meta.status == 409 and "referenced by ingest processors" in refused.body["error"]["reason"]
     finally:
-        client.ml.stop_trained_model_deployment(model_id=deployment)
         client.options(ignore_status=404).indices.delete(index=index)
         client.options(ignore_status=404).ingest.delete_pipeline(id=pipeline)
+        client.ml.stop_trained_model_deployment(model_id=deployment)
 
 
 @pytest.fixture

@@ -200,6 +200,12 @@ class DeploymentsMixin:
                 if await self.store.get(id_) is None:
                     raise not_found(f"No known trained model with deployment with id [{id_}]")
             targets = matching
+        if not force:
+            for deployment_id in targets:
+                if await self.referencing_pipelines(deployment_id):  # type: ignore[attr-defined]
+                    raise status_exception(
+                        409, f"Cannot stop deployment [{deployment_id}] as it is referenced by ingest processors; "
+                             "use force to stop the deployment")
         for deployment_id in targets:
             await self.models.undeploy(deployment_id)
             await self.store.delete_deployment(deployment_id)

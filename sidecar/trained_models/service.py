@@ -18,6 +18,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,19 @@ class TrainedModels(DeploymentsMixin):
         self.downloads = builtin.Downloads(
             lambda model_id: resolve_model(model_id, aliases=models.aliases, cache_dir=models.cache_dir).path)
         self._materialising: dict[str, asyncio.Future[str]] = {}
+        # ``async (id) -> (pipelines, indices)`` using a model or deployment id (the ingest
+        # pipelines register theirs): such a model is not deleted, nor its deployment stopped,
+        # without ``force``.
+        self.reference_finders: list[Callable[[str], Awaitable[tuple[list[str], list[str]]]]] = []
         models.sources.append(self.resolve_source)
+
+    async def referencing_pipelines(self, *ids: str) -> list[str]:
+        found: set[str] = set()
+        for finder in self.reference_finders:
+            for id_ in ids:
+                pipelines, _ = await finder(id_)
+                found.update(pipelines)
+        return sorted(found)
 
     # -- configs -----------------------------------------------------------------------------
     async def put(self, model_id: str, body: Any, *, wait_for_completion: bool = False,
@@ -120,10 +133,15 @@ class TrainedModels(DeploymentsMixin):
         config = await self.config(model_id)
         deployed = [d for d in self.models.deployments() if d.model_id == model_id]
         stored = [d for d in await self.store.deployments() if d["model_id"] == model_id]
+        deployment_ids = {d.deployment_id for d in deployed} | {d["deployment_id"] for d in stored}
+        if not force and await self.referencing_pipelines(model_id, *deployment_ids):
+            raise status_exception(
+                409, f"Cannot delete model [{model_id}] as it is still referenced by ingest processors; use force "
+                     "to delete the model")
         if (deployed or stored) and not force:
             raise status_exception(
                 409, f"Cannot delete model [{model_id}] as it is currently deployed; use force to delete the model")
-        for deployment_id in {d.deployment_id for d in deployed} | {d["deployment_id"] for d in stored}:
+        for deployment_id in deployment_ids:
             await self.models.undeploy(deployment_id)
             await self.store.delete_deployment(deployment_id)
         await self.store.delete(config["model_id"])

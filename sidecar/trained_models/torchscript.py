@@ -120,6 +120,11 @@ def load_torchscript(path: str, task: str, *, device: str = "auto", backend: str
                      cache_dir: str | None = None) -> LoadedModel:
     """The runtime's loader signature (:func:`sidecar.runtime.loader.load_model`): blocking,
     called from a worker thread. Uploaded models always run with torch."""
+    config = json.loads((Path(path) / CONFIG_FILE).read_text(encoding="utf-8"))
+    trained_task = inference_task(config)
+    if RUNTIME_TASKS.get(trained_task) != task:
+        wanted = next((k for k, v in RUNTIME_TASKS.items() if v == task), task)
+        raise ValueError(f"trained model [{config['model_id']}] is a [{trained_task}] model, not [{wanted}]")
     model = TorchScriptModel(path, task, device=device)
     model.run_batch([("warm up", "warm up")] if task == "rerank" else ["warm up"])
     return model
