@@ -1,6 +1,6 @@
-"""HTTP routes of the Inference API (``/_inference/...``) and the trained-model stats that
-Elasticsearch's docs tell users to poll. Handlers only translate; the work is in
-:mod:`sidecar.endpoints.manager`."""
+"""HTTP routes of the Inference API (``/_inference/...``). Handlers only translate; the work is
+in :mod:`sidecar.endpoints.manager`. The trained model API, ``_stats`` included, is
+:mod:`sidecar.api.trained_models`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from aiohttp import web
 from ..endpoints.manager import InferenceEndpoints
 from ..endpoints.timevalue import parse_time_value
 from ..errors import EsError
-from .keys import ENDPOINTS, MODELS
+from .keys import ENDPOINTS
 from .render import json_response, read_json
 
 log = logging.getLogger("sidecar.api")
@@ -137,39 +137,3 @@ async def stream(request: web.Request) -> web.StreamResponse:
 async def services_catalogue(request: web.Request) -> web.Response:
     task_type = request.match_info.get("task_type")
     return json_response(await _endpoints(request).services_catalogue(task_type), request=request)
-
-
-async def trained_model_stats(request: web.Request) -> web.StreamResponse:
-    """Stats of the sidecar's local deployments, in ``_ml/trained_models/_stats`` shape.
-
-    Ids not served here go on to Elasticsearch (a cluster with ML nodes answers them)."""
-    models = request.app[MODELS]
-    wanted = request.match_info.get("model_id", "_all")
-    patterns = [p for p in wanted.split(",") if p]
-    matched = []
-    for deployment in models.deployments():
-        ids = {deployment.model_id, deployment.deployment_id}
-        if wanted in ("_all", "*") or any(p in ids or (p.endswith("*") and any(
-                i.startswith(p[:-1]) for i in ids)) for p in patterns):
-            matched.append(deployment)
-    if not matched and wanted not in ("_all", "*"):
-        from ..proxy import proxy_handler
-
-        return await proxy_handler(request)
-    stats = []
-    for deployment in matched:
-        deployment_stats = deployment.stats()
-        stats.append({
-            "model_id": deployment.model_id,
-            "model_size_stats": {"model_size_bytes": 0, "required_native_memory_bytes": 0},
-            "pipeline_count": 0,
-            "inference_stats": {
-                "failure_count": 0,
-                "inference_count": deployment_stats.get("inference_count", 0),
-                "cache_miss_count": 0,
-                "missing_all_fields_count": 0,
-                "timestamp": deployment_stats.get("start_time", 0),
-            },
-            "deployment_stats": deployment_stats,
-        })
-    return json_response({"count": len(stats), "trained_model_stats": stats}, request=request)
