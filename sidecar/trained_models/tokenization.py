@@ -131,11 +131,13 @@ class UploadedTokenizer:
             unk_id = self._id(unk, 0)
             tok = Tokenizer(models.Unigram(list(zip(self.vocab, (float(s) for s in scores), strict=True)),
                                            unk_id=unk_id, byte_fallback=False))
-            steps = [normalizers.NFKC(), normalizers.Replace(" {2,}", " ")]
+            # NFKC stands in for the SentencePiece model's precompiled normaliser (not uploaded).
+            steps = [normalizers.NFKC()]
             if kind == "deberta_v2" and opts.get("do_lower_case"):
                 steps.append(normalizers.Lowercase())
             tok.normalizer = normalizers.Sequence(steps)
-            tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+            tok.pre_tokenizer = pre_tokenizers.Sequence([
+                pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")])
             tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
         return tok
 
