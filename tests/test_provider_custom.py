@@ -399,3 +399,50 @@ async def test_official_client_against_the_sidecar(sidecar_url: str, aiohttp_ser
 
     await asyncio.to_thread(run)
     assert fake.problems == []
+
+
+@pytest.mark.es
+async def test_update_rotates_secret_parameters_and_merges_parameters(sidecar_url: str, aiohttp_server: Any) -> None:
+    import asyncio
+
+    from elasticsearch import ApiError
+
+    fake = FakeModelServer()
+    await fake.start(aiohttp_server)
+    inference_id = f"custom-update-{uuid.uuid4().hex[:8]}"
+    rotated = "sk-rotated-secret-9911"
+
+    def run() -> None:
+        client = Elasticsearch(sidecar_url)
+        try:
+            client.inference.put(task_type="text_embedding", inference_id=inference_id, inference_config={
+                "service": "custom", "service_settings": fixed(EMBEDDINGS, fake.url),
+                "task_settings": {"parameters": {"model": "bge-small-en", "tier": "free"}}})
+            fake.key = rotated  # the server's key changes: the stored one no longer works
+            with pytest.raises(ApiError) as refused:
+                client.inference.inference(inference_id=inference_id, input=["one"])
+            assert refused.value.meta.status == 401
+            # A value that is not a string is refused and nothing changes.
+            with pytest.raises(BadRequestError) as bad:
+                client.inference.update(inference_id=inference_id, inference_config={
+                    "service_settings": {"secret_parameters": {"api_key": 7}}})
+            assert bad.value.body["error"]["reason"] == (
+                "Validation Failed: 1: Map field [secret_parameters] has an entry that is not valid. "
+                "Value type is not one of [String].;")
+            updated = client.inference.update(inference_id=inference_id, inference_config={
+                "service_settings": {"secret_parameters": {"api_key": rotated}},
+                "task_settings": {"parameters": {"tier": "paid", "region": "eu"}}})
+            assert rotated not in json.dumps(updated.body) and "secret_parameters" not in updated["service_settings"]
+            # Parameters merge key by key, the update's values winning.
+            assert updated["task_settings"] == {"parameters": {"model": "bge-small-en", "tier": "paid", "region": "eu"}}
+            got = client.inference.get(inference_id=inference_id)["endpoints"][0]
+            assert got["task_settings"] == updated["task_settings"]
+            embedded = client.inference.inference(inference_id=inference_id, input=["one", "two"])
+            assert len(embedded["text_embedding"]) == 2
+        finally:
+            client.options(ignore_status=404).inference.delete(inference_id=inference_id)
+
+    await asyncio.to_thread(run)
+    assert fake.problems == []
+    assert fake.calls[-1].headers["Authorization"] == f"Bearer {rotated}"
+    assert fake.calls[-1].json["model"] == "bge-small-en"

@@ -369,6 +369,11 @@ class InferenceEndpoints:
                     raise validation(f"[service_settings] Invalid value empty string. [{key}] must be a non-empty string")
                 secrets[key] = value
                 secrets_changed = True
+        update_secrets = getattr(service, "update_secrets", None)  # secrets that are not plain strings
+        if update_secrets is not None:
+            replaced = update_secrets(endpoint, new_service)
+            if replaced is not None:
+                secrets, secrets_changed = replaced, True
         service_settings = dict(endpoint.service_settings)
         if new_service:
             parse_update = getattr(service, "parse_update", None)
@@ -380,7 +385,10 @@ class InferenceEndpoints:
                 )
             service_settings = parse_update(endpoint, new_service)
         task_settings = dict(endpoint.task_settings)
-        if new_tasks:
+        merge_task_settings = getattr(service, "merge_task_settings", None)
+        if new_tasks and merge_task_settings is not None:
+            task_settings = merge_task_settings(endpoint, dict(new_tasks))
+        elif new_tasks:
             task_settings.update(service.parse_task_settings(endpoint.task_type, dict(new_tasks)))
         updated = Endpoint(
             inference_id=endpoint.inference_id,

@@ -144,6 +144,24 @@ class CustomService(RemoteService):
         finish(self.name, ts)
         return task
 
+    # -- PUT _inference/{id}/_update ---------------------------------------------------------
+    def update_secrets(self, endpoint: Endpoint, service_settings: dict[str, Any]) -> dict[str, Any] | None:
+        """``secret_parameters`` in an update replace the stored ones as a whole (Elasticsearch's
+        ``CustomSecretSettings.newSecretSettings``); None when the update names none."""
+        if "secret_parameters" not in service_settings:
+            return None
+        ss = SettingsReader({"secret_parameters": service_settings.pop("secret_parameters")}, SERVICE_SCOPE)
+        secrets = self._read_secrets(ss)
+        ss.raise_if_errors()
+        return secrets
+
+    def merge_task_settings(self, endpoint: Endpoint, task_settings: dict[str, Any]) -> dict[str, Any]:
+        """An update's ``parameters`` merged key by key over the stored ones, the update's
+        values winning (``CustomTaskSettings.updatedTaskSettings``)."""
+        given = self.parse_task_settings(endpoint.task_type, task_settings).get("parameters") or {}
+        merged = {**(endpoint.task_settings.get("parameters") or {}), **given}
+        return {"parameters": merged} if merged else {}
+
     def _read_service_settings(self, task_type: TaskType, ss: SettingsReader) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if task_type == TaskType.TEXT_EMBEDDING:
