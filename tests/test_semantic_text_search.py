@@ -280,3 +280,19 @@ def test_reranker_explain(sidecar_url, rerank_env):
         "field: [text]")
     assert re.search(r"subtopic.*astronomy", rank_doc["details"][0]["details"][0]["description"])
     assert explanation["details"][1]["description"].startswith("match on required clause, product of:")
+
+
+def test_field_caps_across_indices_where_the_field_differs(sidecar_url, env):
+    plain = sd.create_index(sidecar_url, sd.uid("st-plain"), {"inference_field": {"type": "keyword"}})
+    multi = sd.create_index(sidecar_url, sd.uid("st-multi"), {"inference_field": {
+        "type": "semantic_text", "inference_id": env["sparse"], "fields": {"raw": {"type": "keyword"}}}})
+    try:
+        fields = _field_caps(sidecar_url, f"{env['sparse_index']},{plain},{multi}", "fields=inference_field")
+        entry = fields["inference_field"]
+        assert set(entry) == {"text", "keyword"}, entry
+        assert sorted(entry["text"]["indices"]) == sorted([env["sparse_index"], multi])
+        assert entry["keyword"] == {"type": "keyword", "metadata_field": False, "searchable": True,
+                                    "aggregatable": True, "indices": [plain]}
+    finally:
+        sd.delete_index(sidecar_url, plain)
+        sd.delete_index(sidecar_url, multi)

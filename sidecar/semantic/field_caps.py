@@ -58,45 +58,52 @@ def rewrite(body: Any, semantics: Mapping[str, IndexSemantics], patterns: list[s
     for name, indices in where.items():
         if not _matches(name, patterns):
             continue
+        # What the node reports for the field in the semantic indices is the sidecar's own
+        # mapping of the value (a disabled object, or a keyword carrying multi-fields).
+        others = _elsewhere(fields.get(name) or {}, indices, all_indices)
         if not include_empty and name not in with_values:
-            _drop_object(fields, name, indices)
+            if others:
+                fields[name] = _single(others)
+            else:
+                fields.pop(name, None)
             continue
-        entries = fields.get(name) or {}
-        others = {t: e for t, e in entries.items() if t != "object" or not _only(e, indices, all_indices)}
-        if not others:
-            fields[name] = {"text": dict(TEXT_CAPS)}
-            continue
-        merged = _merge_text(others, indices, all_indices)
-        fields[name] = merged
+        fields[name] = _merge_text(others, indices) if others else {"text": dict(TEXT_CAPS)}
     return body
 
 
-def _only(entry: dict[str, Any], indices: set[str], all_indices: list[str]) -> bool:
-    """Whether a type entry belongs to the semantic indices only (the sidecar's disabled object)."""
-    listed = entry.get("indices")
-    return set(listed or all_indices) <= indices
+def _elsewhere(entries: dict[str, Any], indices: set[str], all_indices: list[str]) -> dict[str, Any]:
+    """The type entries of a field in the indices where it is not semantic_text."""
+    out = {}
+    for type_name, entry in entries.items():
+        listed = [i for i in (entry.get("indices") or all_indices) if i not in indices]
+        if not listed:
+            continue
+        kept = {**entry, "indices": listed}
+        for flag in ("searchable", "aggregatable"):
+            key = f"non_{flag}_indices"
+            if key in kept:
+                rest = [i for i in kept[key] if i not in indices]
+                kept.pop(key)
+                if rest and len(rest) < len(listed):
+                    kept[key] = rest
+                kept[flag] = not rest if len(rest) < len(listed) else False
+        out[type_name] = kept
+    return out
 
 
-def _drop_object(fields: dict[str, Any], name: str, indices: set[str]) -> None:
-    entries = fields.get(name)
-    if not isinstance(entries, dict):
-        return
-    entries.pop("object", None)
-    if not entries:
-        del fields[name]
-
-
-def _merge_text(others: dict[str, Any], indices: set[str], all_indices: list[str]) -> dict[str, Any]:
+def _merge_text(others: dict[str, Any], indices: set[str]) -> dict[str, Any]:
     """The field is semantic_text in some indices and of other types elsewhere."""
     out = {t: dict(e) for t, e in others.items()}
-    if "object" in out:  # an object in other indices: keep only those
-        listed = [i for i in out["object"].get("indices") or all_indices if i not in indices]
-        out["object"]["indices"] = listed
     text = out.get("text")
     if text is None:
         out["text"] = {**TEXT_CAPS, "indices": sorted(indices)}
     elif "indices" in text:
         text["indices"] = sorted(set(text["indices"]) | indices)
-    if len(out) == 1:
-        out["text"].pop("indices", None)
-    return out
+    return _single(out)
+
+
+def _single(entries: dict[str, Any]) -> dict[str, Any]:
+    """A field of one type everywhere lists no ``indices`` (as Elasticsearch answers)."""
+    if len(entries) == 1:
+        next(iter(entries.values())).pop("indices", None)
+    return entries
