@@ -40,6 +40,38 @@ class SageMakerSuite(ProviderSuite):
     required = ("endpoint_name", "[service_settings] does not contain the required setting [endpoint_name]")
     secret_keys = ("access_key", "secret_key")
 
+    # SageMaker's failures read as Elasticsearch reports the AWS SDK's exceptions.
+    async def test_server_errors_exhaust_retries(self, aiohttp_server: Any) -> None:
+        fake, service, endpoint = await self.setup(aiohttp_server)
+        fake.queue(*(fake.error(500, f"upstream exploded near {SECRET}") for _ in range(5)))
+        try:
+            with pytest.raises(EsError) as caught:
+                await self.call(service, endpoint)
+        finally:
+            await service.close()
+        assert len(fake.calls) == 3
+        assert caught.value.to_body()["error"] == {
+            "root_cause": [caught.value.to_cause()], "type": "status_exception",
+            "reason": "Received an internal failure from SageMaker for [test-id]",
+            "caused_by": {"type": "internal_failure_exception",
+                          "reason": "upstream exploded near [REDACTED] (Service: SageMakerRuntime, Status Code: 500, "
+                                    "Request ID: req-0001)"}}
+        assert caught.value.status == 500
+
+    async def test_authentication_error(self, aiohttp_server: Any) -> None:
+        fake, service, endpoint = await self.setup(aiohttp_server)
+        fake.key = "some-other-key"
+        try:
+            with pytest.raises(EsError) as caught:
+                await self.call(service, endpoint)
+        finally:
+            await service.close()
+        assert len(fake.calls) == 1
+        # A code Elasticsearch does not name: its generic SageMaker error.
+        assert (caught.value.status, caught.value.reason) == (500, "Received an error from SageMaker for [test-id]")
+        assert caught.value.extra["caused_by"]["type"] == "sage_maker_runtime_exception"
+        assert caught.value.extra["caused_by"]["reason"].startswith("Incorrect API key provided (Service: SageMakerRuntime")
+
     def cut_stream_reply(self) -> Reply:
         full = FakeSageMaker().stream_reply(["Hello", " world"], self.settings["endpoint_name"],
                                             chat=self.task == TaskType.CHAT_COMPLETION)
@@ -200,6 +232,35 @@ def test_listed_with_its_settings() -> None:
     assert entry["configurations"]["secret_key"]["sensitive"] is True
     assert entry["configurations"]["api"]["required"] is True
     assert entry["configurations"]["batch_size"]["type"] == "int"
+
+
+@pytest.mark.parametrize(("status", "code", "es_status", "reason"), [
+    (400, "ValidationError", 400, "Received a validation error from SageMaker for [test-id]"),
+    (424, "ModelError", 424, "Received a model error from SageMaker for [test-id]"),
+    (404, "ValidationError", 400, "Received a validation error from SageMaker for [test-id]"),
+    (400, "ThrottlingException", 500, "Received an error from SageMaker for [test-id]"),
+])
+async def test_aws_errors_read_as_elasticsearch_reports_them(aiohttp_server: Any, status: int, code: str,
+                                                             es_status: int, reason: str) -> None:
+    fake, service = await started(aiohttp_server)
+    endpoint = make_endpoint(service, TaskType.COMPLETION, {**AWS, "api": "openai", "endpoint_name": "openai-chat-x"})
+    fake.queue(Reply(status=status, json={"message": "Received client error (400) from primary"},
+                     headers={"x-amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/com.amazon.sagemaker/"}))
+    try:
+        with pytest.raises(EsError) as caught:
+            await service.complete(endpoint, ["x"], {})
+    finally:
+        await service.close()
+    assert (caught.value.status, caught.value.type, caught.value.reason) == (es_status, "status_exception", reason)
+    assert caught.value.extra["caused_by"]["reason"].startswith("Received client error (400) from primary")
+
+
+async def test_a_stream_that_cannot_start_reads_the_same(aiohttp_server: Any) -> None:
+    fake, service = await started(aiohttp_server)
+    endpoint = make_endpoint(service, TaskType.CHAT_COMPLETION, {**AWS, "api": "openai", "endpoint_name": "openai-x"})
+    fake.queue(fake.error(424, "model crashed"))
+    received, error = await events_until_error(service, endpoint, {"messages": [{"role": "user", "content": "x"}]})
+    assert received == [] and (error.status, error.reason) == (424, "Received a model error from SageMaker for [test-id]")
 
 
 # -- InvokeEndpointWithResponseStream ---------------------------------------------------------------

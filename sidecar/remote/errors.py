@@ -65,6 +65,9 @@ class ErrorPolicy:
     retry_server_errors: bool = True
     # (status, provider message) -> a prefix that wins over everything else, or None.
     refine: Callable[[int, str | None], str | None] | None = None
+    # (endpoint, status, body, headers) -> the whole error, for a provider whose failures
+    # Elasticsearch words its own way (secrets are the builder's to scrub).
+    render: Callable[[Endpoint, int, bytes, Mapping[str, str]], EsError] | None = None
 
     def prefix(self, status: int, url: str, headers: Mapping[str, str], message: str | None = None) -> str:
         refined = self.refine(status, message) if self.refine else None
@@ -126,6 +129,8 @@ def provider_error(
     headers: Mapping[str, str],
     policy: ErrorPolicy = DEFAULT_POLICY,
 ) -> EsError:
+    if policy.render is not None:
+        return policy.render(endpoint, status, body, headers)
     message = error_message(body, policy)
     prefix = policy.prefix(status, url, headers, message)
     reason = f"{prefix} for request from inference entity id [{endpoint.inference_id}] status [{status}]"

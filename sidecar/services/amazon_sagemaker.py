@@ -19,6 +19,21 @@ Schemas (``api``):
   inference response (``{"text_embedding": [...]}``, ``{"rerank": [...]}``…). Its task settings
   are only passed per request, never stored.
 
+Both schemas stream ``completion`` and serve ``chat_completion`` through
+``InvokeEndpointWithResponseStream`` (``…/invocations-response-stream``): AWS's binary event
+stream whose ``PayloadPart`` events carry the model's bytes. ``openai`` endpoints send
+Server-Sent Events of ``chat.completion.chunk`` objects (read across part boundaries);
+``elastic`` ones one JSON document per part, ``{"completion": [{"delta"}]}`` or, for chat, one
+OpenAI-shaped chunk. The chat request goes as OpenAI's chat body (``openai``) or as
+Elasticsearch's own unified request (``elastic``).
+
+Failures read as Elasticsearch reports the AWS SDK's exceptions (``SageMakerSchema``): the
+runtime's error code picks the status and message (``ValidationError`` → 400 "Received a
+validation error from SageMaker for [id]", ``ModelError`` → 424, ``ModelNotReadyException`` →
+429, ``ServiceUnavailable`` → 503, ``InternalFailure``/``InternalDependencyException`` → 500,
+any other → 500 "Received an error from SageMaker for [id]"), with AWS's message as the cause; a
+``ModelStreamError`` or ``InternalStreamFailure`` mid-stream is that generic 500.
+
 Requests are signed with AWS Signature V4 for the ``sagemaker`` service and go to
 ``https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{endpoint_name}/invocations``; the
 base can be replaced with ``ServiceContext.extras["provider_urls"]["amazon_sagemaker"]`` or
@@ -28,7 +43,7 @@ base can be replaced with ``ServiceContext.extras["provider_urls"]["amazon_sagem
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -51,7 +66,7 @@ from ..remote import common_settings as common
 from ..remote import configuration as cfg
 from ..remote.aws import event_stream_messages, sigv4
 from ..remote.client import HttpRequest
-from ..remote.errors import malformed
+from ..remote.errors import DEFAULT_POLICY, ErrorPolicy, Redactor, error_message, malformed
 from ..remote.openai_style import chat_body, chat_chunk, stream_events, user_messages
 from ..remote.responses import MalformedResponse, float_vectors, ranked_docs, require
 from ..remote.service import RemoteService
@@ -85,6 +100,39 @@ STREAM_HEADERS = ("custom_attributes", "inference_id", "session_id", "target_var
 STORED_ONLY_PER_REQUEST = (
     "task_settings is only supported during the inference request and cannot be stored in the inference endpoint."
 )
+
+
+# The AWS error codes Elasticsearch names (SageMakerSchema.errorMessageAndStatus): its status,
+# its message and the SDK exception it reports as the cause; any other code is the generic one.
+AWS_ERRORS = {
+    "InternalDependencyException": (500, "Received an internal dependency error", "internal_dependency_exception"),
+    "InternalFailure": (500, "Received an internal failure", "internal_failure_exception"),
+    "ModelError": (424, "Received a model error", "model_error_exception"),
+    "ModelNotReadyException": (429, "Received a model not ready error", "model_not_ready_exception"),
+    "ServiceUnavailable": (503, "SageMaker is unavailable", "service_unavailable_exception"),
+    "ValidationError": (400, "Received a validation error", "validation_error_exception"),
+}
+UNKNOWN_AWS_ERROR = (500, "Received an error", "sage_maker_runtime_exception")
+
+
+def _aws_error(endpoint: Endpoint, status: int, body: bytes, headers: Mapping[str, str]) -> EsError:
+    """A failed SageMaker Runtime answer as Elasticsearch reports the AWS SDK's exception."""
+    code = (headers.get("x-amzn-ErrorType") or "").split(":")[0]
+    message = error_message(body, DEFAULT_POLICY)
+    if not code:
+        try:
+            code = str(orjson.loads(body).get("__type", "")).rpartition("#")[2]
+        except (orjson.JSONDecodeError, AttributeError):
+            code = ""
+    es_status, text, kind = AWS_ERRORS.get(code, UNKNOWN_AWS_ERROR)
+    subject = "SageMaker is unavailable" if text.startswith("SageMaker") else f"{text} from SageMaker"
+    detail = f"{message or code or 'Unknown error'} (Service: SageMakerRuntime, Status Code: {status}, " \
+             f"Request ID: {headers.get('x-amzn-RequestId', '')})"
+    return status_exception(es_status, f"{subject} for [{endpoint.inference_id}]",
+                            caused_by={"type": kind, "reason": Redactor(endpoint.secrets)(detail)})
+
+
+POLICY = ErrorPolicy(render=_aws_error)
 
 
 def _task_settings_configuration() -> dict[str, dict[str, Any]]:
@@ -289,7 +337,7 @@ class AmazonSageMakerService(RemoteService):
 
         return await self.embed_batches(
             endpoint, inputs, build, parse, timeout=timeout, element_type=element_type,
-            batch_size=self._batch_size(endpoint),
+            batch_size=self._batch_size(endpoint), policy=POLICY,
         )
 
     async def sparse_embed(
@@ -317,7 +365,7 @@ class AmazonSageMakerService(RemoteService):
             return out
 
         pairs = await self.run_batches(endpoint, inputs, build, parse, timeout=timeout,
-                                       batch_size=self._batch_size(endpoint))
+                                       batch_size=self._batch_size(endpoint), policy=POLICY)
         return [embedding for embedding, _ in pairs]
 
     async def rerank(
@@ -340,7 +388,8 @@ class AmazonSageMakerService(RemoteService):
             return ranked_docs(items, inputs, context, with_text=with_text, text_of=lambda item: item.get("text"),
                                top_n=top_n)
 
-        return await self.call(endpoint, self._request(endpoint, body, task_settings), parse, timeout=timeout)
+        return await self.call(endpoint, self._request(endpoint, body, task_settings), parse, timeout=timeout,
+                               policy=POLICY)
 
     async def complete(
         self,
@@ -373,7 +422,8 @@ class AmazonSageMakerService(RemoteService):
                 return [Completion(require(item, "result", str, context))
                         for item in require(obj, "completion", list, context)]
 
-        return await self.call(endpoint, self._request(endpoint, body, task_settings), parse, timeout=timeout)
+        return await self.call(endpoint, self._request(endpoint, body, task_settings), parse, timeout=timeout,
+                               policy=POLICY)
 
     # -- streaming ---------------------------------------------------------------------------
     def stream(
@@ -414,7 +464,8 @@ class AmazonSageMakerService(RemoteService):
     async def _stream(
         self, endpoint: Endpoint, request: HttpRequest, timeout: float | None, *, chat: bool
     ) -> AsyncIterator[dict[str, Any]]:
-        chunks = self.http.stream_chunks(endpoint, request, timeout=timeout, default_rpm=self.rpm(endpoint.task_type))
+        chunks = self.http.stream_chunks(endpoint, request, timeout=timeout, policy=POLICY,
+                                         default_rpm=self.rpm(endpoint.task_type))
         parts = _payload_parts(endpoint, event_stream_messages(endpoint, chunks))
         if endpoint.service_settings["api"] == "openai":
             # The model's Server-Sent Events, as OpenAI streams them, cut into payload parts.

@@ -31,6 +31,9 @@ AUTH = re.compile(
 )
 PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations(?P<stream>-response-stream)?$")
 EVENT_STREAM = "application/vnd.amazon.eventstream"
+# The runtime's error codes (the x-amzn-ErrorType header) per status.
+ERROR_CODES = {403: "InvalidSignatureException", 424: "ModelError", 429: "ThrottlingException",
+               500: "InternalFailure", 503: "ServiceUnavailable"}
 CHAT_KEYS = {"messages", "model", "max_completion_tokens", "stop", "temperature", "tool_choice", "tools", "top_p"}
 
 
@@ -75,7 +78,10 @@ class FakeSageMaker(FakeProvider):
     def error(self, status: int, message: str) -> Reply:
         if status == 401:
             status = 403  # AWS answers a bad signature with 403
-        return Reply(status=status, json={"message": message}, headers={"x-amzn-ErrorType": "ValidationError"})
+        code = ERROR_CODES.get(status, "ValidationError")
+        return Reply(status=status, json={"message": message},
+                     headers={"x-amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/com.amazon.sagemaker/",
+                              "x-amzn-RequestId": "req-0001"})
 
     def validate(self, call: Call) -> str | None:
         match = PATH.match(call.path)
