@@ -408,6 +408,21 @@ async def test_official_client_against_the_sidecar(es_url: str, sidecar_env: dic
         assert datas[-1] == "[DONE]", raw
         assert "".join(d["delta"] for data in datas[:-1] for d in json.loads(data)["completion"]) == "Hello world"
         client.inference.delete(inference_id=inference_id)
+        # chat_completion on an elastic-schema endpoint: the unified request goes through as it is.
+        client.inference.put_amazonsagemaker(
+            task_type="chat_completion", amazonsagemaker_inference_id=inference_id, service="amazon_sagemaker",
+            service_settings={**AWS, "api": "elastic", "endpoint_name": "elastic-completion-chat"},
+        )
+        chat = {"messages": [{"role": "user", "content": "Say hello"}], "max_completion_tokens": 8}
+        streamed = client.perform_request("POST", f"/_inference/chat_completion/{inference_id}/_stream",
+                                          headers={"content-type": COMPAT, "accept": COMPAT}, body=chat).body
+        raw = streamed.decode() if isinstance(streamed, bytes) else str(streamed)
+        datas = [line.removeprefix("data: ") for line in raw.splitlines() if line.startswith("data: ")]
+        assert datas[-1] == "[DONE]", raw
+        chunks = [json.loads(data) for data in datas[:-1]]
+        assert "".join(c["delta"].get("content", "") for chunk in chunks for c in chunk["choices"]) == "Hello world"
+        assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+        client.inference.delete(inference_id=inference_id)
 
     try:
         await asyncio.to_thread(run)
