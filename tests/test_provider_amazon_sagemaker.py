@@ -356,9 +356,10 @@ def test_embeddings_do_not_stream() -> None:
     endpoint = make_endpoint(service, TaskType.TEXT_EMBEDDING, {**AWS, "api": "openai", "endpoint_name": "e"})
     with pytest.raises(EsError) as caught:
         service.stream(endpoint, {"input": "x"})
+    # Elasticsearch refuses it before the schema is looked at (BaseTransportInferenceAction).
     assert (caught.value.status, caught.value.reason) == (
-        405, "Streaming is not allowed for service [sagemaker], api [openai], and task [text_embedding]. "
-        "Supported streaming tasks: [[completion, chat_completion]]")
+        405, "Streaming is not allowed for service [amazon_sagemaker] and task [text_embedding]. "
+        "Supported tasks: [completion,chat_completion]")
 
 
 # -- through the sidecar, with the official client ---------------------------------------------------

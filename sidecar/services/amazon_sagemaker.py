@@ -426,20 +426,6 @@ class AmazonSageMakerService(RemoteService):
                                policy=POLICY)
 
     # -- streaming ---------------------------------------------------------------------------
-    def stream(
-        self, endpoint: Endpoint, request: dict[str, Any], timeout: float | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
-        if endpoint.task_type not in STREAMING_TASKS:
-            api = endpoint.service_settings.get("api")
-            supported = ", ".join(t.value for t in STREAMING_TASKS if t in TASKS_BY_API.get(str(api), ()))
-            raise EsError(
-                405,
-                "status_exception",
-                f"Streaming is not allowed for service [sagemaker], api [{api}], and task "
-                f"[{endpoint.task_type.value}]. Supported streaming tasks: [[{supported}]]",
-            )
-        return super().stream(endpoint, request, timeout)
-
     def stream_completion(
         self, endpoint: Endpoint, inputs: list[str], task_settings: dict[str, Any], timeout: float | None
     ) -> AsyncIterator[dict[str, Any]]:
