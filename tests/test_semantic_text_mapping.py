@@ -199,3 +199,18 @@ def test_semantic_text_with_multi_fields(sidecar_url, endpoints, index_name):
     status, found = sd.search(sidecar_url, index_name, {"query": {"semantic": {
         "field": "semantic", "query": "droids"}}})
     assert status == 200 and sd.ids(found) == ["1"], found
+
+
+def test_sparse_index_options_from_9_2(sidecar_url, es_url, endpoints, index_name):
+    options = {"sparse_vector": {"prune": True, "pruning_config": {"tokens_freq_ratio_threshold": 10,
+                                                                    "tokens_weight_threshold": 0.5}}}
+    status, body = _create(sidecar_url, index_name, {
+        "sparse_field": {"type": "semantic_text", "inference_id": endpoints["sparse"], "index_options": options}})
+    if http.node_version(es_url) < (9, 2):
+        assert status == 400, body
+        assert body["error"]["reason"] == "Failed to parse mapping: Unknown index options type [sparse_vector]"
+        return
+    assert status == 200, body
+    mapped = _embeddings_mapping(es_url, index_name, "sparse_field")["index_options"]
+    assert mapped["prune"] is True and mapped["pruning_config"]["tokens_freq_ratio_threshold"] == 10
+    assert _field(sidecar_url, index_name, "sparse_field")["index_options"] == options

@@ -58,7 +58,8 @@ def embeddings_mapping(model_settings: dict[str, Any], index_options: dict[str, 
     """The Elasticsearch mapping of the embeddings of one chunk."""
     task_type = model_settings["task_type"]
     if task_type == "sparse_embedding":
-        return {"type": "sparse_vector"}
+        sparse = (index_options or {}).get("sparse_vector")
+        return {"type": "sparse_vector", **({"index_options": sparse} if sparse else {})}
     mapping: dict[str, Any] = {
         "type": "dense_vector",
         "dims": model_settings["dimensions"],
