@@ -446,3 +446,31 @@ async def test_update_rotates_secret_parameters_and_merges_parameters(sidecar_ur
     assert fake.problems == []
     assert fake.calls[-1].headers["Authorization"] == f"Bearer {rotated}"
     assert fake.calls[-1].json["model"] == "bge-small-en"
+
+
+@pytest.mark.parametrize("secret_parameters", [SECRET, [SECRET], {"api_key": 7}])
+def test_update_refuses_bad_secret_parameters_without_echoing_them(secret_parameters: Any) -> None:
+    service = CustomService(None)
+    endpoint = make_endpoint(service, TaskType.COMPLETION, fixed(COMPLETION, "http://127.0.0.1:9"))
+    with pytest.raises(EsError) as caught:
+        service.update_secrets(endpoint, {"secret_parameters": secret_parameters})
+    assert caught.value.status == 400 and caught.value.reason.startswith("Validation Failed: 1: ")
+    assert_no_secret(caught.value.to_body())
+    with pytest.raises(EsError) as created:  # creating an endpoint reads it the same way
+        service.parse("x", TaskType.COMPLETION, {**fixed(COMPLETION, "http://127.0.0.1:9"),
+                                                 "secret_parameters": secret_parameters}, {})
+    assert created.value.reason == caught.value.reason
+
+
+def test_update_merges_parameters_over_the_stored_ones() -> None:
+    service = CustomService(None)
+    endpoint = make_endpoint(service, TaskType.COMPLETION, fixed(COMPLETION, "http://127.0.0.1:9"),
+                             {"parameters": {"model": "a", "temperature": 0.1}})
+    assert service.merge_task_settings(endpoint, {"parameters": {"temperature": 0.7, "top_k": 3, "model": None}}) == {
+        "parameters": {"model": "a", "temperature": 0.7, "top_k": 3}}
+    assert service.merge_task_settings(endpoint, {}) == {"parameters": {"model": "a", "temperature": 0.1}}
+    with pytest.raises(EsError) as caught:
+        service.merge_task_settings(endpoint, {"parameters": {"stop": ["x"]}})
+    assert caught.value.reason == (
+        "Validation Failed: 1: Map field [parameters] has an entry that is not valid, [stop => [x]]. "
+        "Value type of [[x]] is not one of [Boolean, Double, Float, Integer, String].;")

@@ -469,6 +469,10 @@ def _query_parameters(ss: SettingsReader) -> list[list[str]] | None:
 
 
 def _string_map(ss: SettingsReader, key: str, *, censor: bool) -> dict[str, str]:
+    if censor and ss.values.get(key) is not None and not isinstance(ss.values[key], dict):
+        ss.values.pop(key)  # a secret given as a plain value: never echoed
+        ss.error(f"field [{key}] is not of the expected type. The value [REDACTED] cannot be converted to a [Map]")
+        return {}
     raw = ss._take(key, dict, False)
     if raw is None:
         return {}
