@@ -118,6 +118,10 @@ def test_errors_match_elasticsearch(client, uploaded, bert_embedding):
         model_id=model_id, part=3, definition="AAAA", total_definition_length=3, total_parts=2))
     assert err.meta.status == 400
     assert err.body["error"]["reason"] == "Validation Failed: 1: [part] must be less than total_parts;"
+    err = _error(lambda: client.ml.put_trained_model_definition_part(
+        model_id=model_id, part=0, definition="AAAA", total_definition_length=3, total_parts=2))
+    assert (err.meta.status, err.error) == (400, "resource_already_exists_exception")
+    assert err.body["error"]["reason"] == f"Trained machine learning model chunked doc [{model_id}][0] already exists"
     err = _error(lambda: client.ml.delete_trained_model(model_id=model_id))
     assert err.meta.status == 409
     # Nothing stored by a refused request.

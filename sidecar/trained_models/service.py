@@ -16,6 +16,7 @@ import fnmatch
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -146,6 +147,7 @@ class TrainedModels(DeploymentsMixin):
             await self.store.delete_deployment(deployment_id)
         await self.store.delete(config["model_id"])
         self.downloads.forget(model_id)
+        await asyncio.to_thread(shutil.rmtree, self.materialise_dir / f"{model_id}-{digest(config)}", True)
         return {"acknowledged": True}
 
     # -- definition and vocabulary ------------------------------------------------------------
@@ -182,8 +184,7 @@ class TrainedModels(DeploymentsMixin):
         except (binascii.Error, ValueError):
             raise EsError(400, "illegal_argument_exception", "Failed to parse definition part: bad base64") from None
         if not await self.store.put_part(model_id, part, definition, total_parts, total_length):
-            raise EsError(400, "version_conflict_engine_exception",
-                          f"Trained machine learning model chunked doc [{model_id}][{part}] already exists")
+            raise already_exists(f"Trained machine learning model chunked doc [{model_id}][{part}] already exists")
         return {"acknowledged": True}
 
     async def put_vocabulary(self, model_id: str, body: Any) -> dict[str, Any]:
