@@ -283,6 +283,8 @@ class DeploymentsMixin:
     async def as_endpoint(self, id_: str) -> Endpoint | None:
         """A deployment id or trained model id as the ``elasticsearch`` endpoint that runs its
         deployment (for the callers that accept model ids, :attr:`sidecar.inference.Inference.fallbacks`)."""
+        if not await self.store.present():  # nothing was ever uploaded: no index is created
+            return None
         found = await self.find_deployment(id_, self.default_timeout_s)
         if found is None:
             return None
