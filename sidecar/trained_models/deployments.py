@@ -353,7 +353,14 @@ class DeploymentsMixin:
     # -- stats -----------------------------------------------------------------------------------
     async def stats(self, expression: str, *, allow_no_match: bool = True) -> dict[str, Any]:
         everything = expression in ("", "_all", "*")
-        configs = await self.store.list()
+        try:
+            configs = await self.store.list() if await self.store.present() else []
+        except EsError as exc:
+            if exc.status < 500:
+                raise
+            # Elasticsearch unreachable: the deployments running here are still reported.
+            log.warning("trained model stats without stored models: %s", exc.reason)
+            configs = []
         deployments = self.models.deployments()
         patterns = [p.strip() for p in expression.split(",") if p.strip()] if not everything else ["*"]
 
