@@ -338,6 +338,7 @@ async def test_model_stream_error_mid_way(aiohttp_server: Any, api: str) -> None
     assert [e["completion"][0]["delta"] for e in received] == ["Hello"]
     assert (error.status, error.type, error.reason) == (
         500, "status_exception", "Received an error from SageMaker for [test-id]")
+    assert error.extra["caused_by"] == {"type": "model_stream_error_exception", "reason": "model died holding [REDACTED]"}
 
 
 async def test_elastic_stream_with_an_unknown_field_fails(aiohttp_server: Any) -> None:
@@ -348,7 +349,22 @@ async def test_elastic_stream_with_an_unknown_field_fails(aiohttp_server: Any) -
                              payload_part(b'{"completion": [{"delta": "x"}], "usage": {}}')], content_type=EVENT_STREAM))
     received, error = await events_until_error(service, endpoint, {"input": "x"})
     assert received == [{"completion": [{"delta": "Hi"}]}]  # one object instead of an array is accepted
-    assert error.status == 500 and "Unknown field [usage]" in error.reason
+    assert (error.status, error.reason) == (500, "Received an error from SageMaker for [test-id]")
+    assert error.extra["caused_by"]["type"] == "x_content_parse_exception"
+    assert "Unknown field [usage]" in error.extra["caused_by"]["reason"]
+
+
+async def test_openai_stream_that_is_not_json_fails_as_elasticsearch_does(aiohttp_server: Any) -> None:
+    fake, service = await started(aiohttp_server)
+    endpoint = make_endpoint(service, TaskType.COMPLETION, {**AWS, "api": "openai", "endpoint_name": "openai-chat-x"})
+    fake.queue(Reply(chunks=[payload_part(b"data: {not json\n\n")], content_type=EVENT_STREAM))
+    received, error = await events_until_error(service, endpoint, {"input": "x"})
+    assert received == [] and (error.status, error.reason) == (500, "Received an error from SageMaker for [test-id]")
+    fake, service = await started(aiohttp_server)
+    endpoint = make_endpoint(service, TaskType.COMPLETION, {**AWS, "api": "elastic", "endpoint_name": "elastic-c"})
+    fake.queue(Reply(chunks=[b"this is not an event stream at all"], content_type=EVENT_STREAM))
+    received, error = await events_until_error(service, endpoint, {"input": "x"})
+    assert received == [] and (error.status, error.reason) == (500, "Received an error from SageMaker for [test-id]")
 
 
 def test_embeddings_do_not_stream() -> None:

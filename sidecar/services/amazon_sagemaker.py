@@ -32,7 +32,8 @@ runtime's error code picks the status and message (``ValidationError`` → 400 "
 validation error from SageMaker for [id]", ``ModelError`` → 424, ``ModelNotReadyException`` →
 429, ``ServiceUnavailable`` → 503, ``InternalFailure``/``InternalDependencyException`` → 500,
 any other → 500 "Received an error from SageMaker for [id]"), with AWS's message as the cause; a
-``ModelStreamError`` or ``InternalStreamFailure`` mid-stream is that generic 500.
+``ModelStreamError`` or ``InternalStreamFailure`` mid-stream, like a completion stream part
+that cannot be parsed, is that generic 500 with the cause attached.
 
 Requests are signed with AWS Signature V4 for the ``sagemaker`` service and go to
 ``https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{endpoint_name}/invocations``; the
@@ -43,6 +44,7 @@ base can be replaced with ``ServiceContext.extras["provider_urls"]["amazon_sagem
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -450,6 +452,20 @@ class AmazonSageMakerService(RemoteService):
     async def _stream(
         self, endpoint: Endpoint, request: HttpRequest, timeout: float | None, *, chat: bool
     ) -> AsyncIterator[dict[str, Any]]:
+        events = self._events(endpoint, request, timeout, chat=chat)
+        async with contextlib.aclosing(events):
+            try:
+                async for event in events:
+                    yield event
+            except EsError as exc:
+                # A completion stream that cannot be read is the generic SageMaker failure.
+                if chat or exc.type != "illegal_state_exception":
+                    raise
+                raise _stream_error(endpoint, "x_content_parse_exception", exc.reason) from None
+
+    async def _events(
+        self, endpoint: Endpoint, request: HttpRequest, timeout: float | None, *, chat: bool
+    ) -> AsyncIterator[dict[str, Any]]:
         chunks = self.http.stream_chunks(endpoint, request, timeout=timeout, policy=POLICY,
                                          default_rpm=self.rpm(endpoint.task_type))
         parts = _payload_parts(endpoint, event_stream_messages(endpoint, chunks))
@@ -469,7 +485,6 @@ class AmazonSageMakerService(RemoteService):
                 if deltas:
                     yield {"completion": [{"delta": d} for d in deltas]}
 
-
 def _only(obj: Any, key: str, context: str) -> None:
     """The elastic schema's answers hold exactly one known field (Elasticsearch's parser fails
     on unknown fields)."""
@@ -480,6 +495,13 @@ def _only(obj: Any, key: str, context: str) -> None:
 
 
 
+def _stream_error(endpoint: Endpoint, kind: str, detail: str) -> EsError:
+    """How Elasticsearch ends a completion stream that failed after it started: the SDK's
+    exception (or the parser's) is not one it names, so it is the generic SageMaker 500."""
+    return status_exception(500, f"Received an error from SageMaker for [{endpoint.inference_id}]",
+                            caused_by={"type": kind, "reason": Redactor(endpoint.secrets)(detail)})
+
+
 async def _payload_parts(endpoint: Endpoint, messages: AsyncIterator[tuple[dict[str, Any], bytes]]) -> AsyncIterator[bytes]:
     """The model's own bytes out of an InvokeEndpointWithResponseStream answer: the payload of
     each ``PayloadPart`` event, in order. A ``ModelStreamError`` or ``InternalStreamFailure``
@@ -487,7 +509,13 @@ async def _payload_parts(endpoint: Endpoint, messages: AsyncIterator[tuple[dict[
     async with contextlib.aclosing(messages):
         async for headers, payload in messages:
             if headers.get(":message-type", "event") != "event":
-                raise status_exception(500, f"Received an error from SageMaker for [{endpoint.inference_id}]")
+                name = str(headers.get(":exception-type") or headers.get(":error-code") or "SageMakerRuntime")
+                try:
+                    message = orjson.loads(payload).get("Message")
+                except (orjson.JSONDecodeError, AttributeError):
+                    message = None
+                kind = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name.removesuffix("Exception")).lower()
+                raise _stream_error(endpoint, f"{kind}_exception", str(message or name))
             if headers.get(":event-type") == "PayloadPart":
                 yield payload
 
@@ -506,7 +534,7 @@ def _elastic_deltas(endpoint: Endpoint, part: bytes) -> list[str]:
             _only(item, "delta", context)
         return deltas
     except (orjson.JSONDecodeError, MalformedResponse) as exc:
-        raise malformed(endpoint, exc) from None
+        raise _stream_error(endpoint, "x_content_parse_exception", str(exc)) from None
 
 
 def _elastic_chat_chunk(endpoint: Endpoint, part: bytes) -> dict[str, Any]:
