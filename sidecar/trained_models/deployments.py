@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import fnmatch
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EsError, action_request_validation, not_found, status_exception
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 
 WAIT_FOR = ("starting", "started", "fully_allocated")
 MEMORY_OVERHEAD = 240 * 1024 * 1024
+# How long an id resolved for a query or pipeline is reused without asking Elasticsearch again
+# (a deployment stopped on another replica is noticed within this time).
+RESOLVED_TTL_S = 1.0
 _ENDPOINT_TASKS = {"text_embedding": TaskType.TEXT_EMBEDDING, "sparse_embedding": TaskType.SPARSE_EMBEDDING,
                    "rerank": TaskType.RERANK}
 
@@ -97,6 +101,7 @@ class DeploymentsMixin:
     models: Any
     downloads: builtin.Downloads
     default_timeout_s: float
+    _resolved: dict[str, tuple[float, Endpoint]]
 
     # -- start / stop / update -----------------------------------------------------------------
     async def start(self, model_id: str, params: dict[str, Any], *, timeout_s: float) -> dict[str, Any]:
@@ -206,6 +211,7 @@ class DeploymentsMixin:
                     raise status_exception(
                         409, f"Cannot stop deployment [{deployment_id}] as it is referenced by ingest processors; "
                              "use force to stop the deployment")
+        self._resolved.clear()
         for deployment_id in targets:
             await self.models.undeploy(deployment_id)
             await self.store.delete_deployment(deployment_id)
@@ -283,18 +289,25 @@ class DeploymentsMixin:
     async def as_endpoint(self, id_: str) -> Endpoint | None:
         """A deployment id or trained model id as the ``elasticsearch`` endpoint that runs its
         deployment (for the callers that accept model ids, :attr:`sidecar.inference.Inference.fallbacks`)."""
+        cached = self._resolved.get(id_)
+        if cached is not None and time.monotonic() - cached[0] < RESOLVED_TTL_S:
+            running = self.models.get(cached[1].service_settings["deployment_id"])
+            if running is not None and running.state != "failed":
+                return cached[1]
         if not await self.store.present():  # nothing was ever uploaded: no index is created
             return None
         found = await self.find_deployment(id_, self.default_timeout_s)
         if found is None:
             return None
         deployment, config = found
-        return Endpoint(
+        endpoint = Endpoint(
             inference_id=id_, task_type=_ENDPOINT_TASKS[deployment.task], service="elasticsearch",
             service_settings={"model_id": config["model_id"], "deployment_id": deployment.deployment_id,
                               "num_allocations": max(1, deployment.target_allocation_count),
                               "num_threads": deployment.threads_per_allocation},
             task_settings={})
+        self._resolved[id_] = (time.monotonic(), endpoint)
+        return endpoint
 
     # -- inference -------------------------------------------------------------------------------
     async def infer(self, id_: str, body: Any, *, timeout_s: float) -> dict[str, Any]:

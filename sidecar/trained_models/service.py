@@ -51,6 +51,7 @@ class TrainedModels(DeploymentsMixin):
         self.downloads = builtin.Downloads(
             lambda model_id: resolve_model(model_id, aliases=models.aliases, cache_dir=models.cache_dir).path)
         self._materialising: dict[str, asyncio.Future[str]] = {}
+        self._resolved = {}
         # ``async (id) -> (pipelines, indices)`` using a model or deployment id (the ingest
         # pipelines register theirs): such a model is not deleted, nor its deployment stopped,
         # without ``force``.
@@ -142,6 +143,7 @@ class TrainedModels(DeploymentsMixin):
         if (deployed or stored) and not force:
             raise status_exception(
                 409, f"Cannot delete model [{model_id}] as it is currently deployed; use force to delete the model")
+        self._resolved.clear()
         for deployment_id in deployment_ids:
             await self.models.undeploy(deployment_id)
             await self.store.delete_deployment(deployment_id)
