@@ -72,6 +72,21 @@ class SageMakerSuite(ProviderSuite):
         assert caught.value.extra["caused_by"]["type"] == "sage_maker_runtime_exception"
         assert caught.value.extra["caused_by"]["reason"].startswith("Incorrect API key provided (Service: SageMakerRuntime")
 
+    async def test_malformed_json(self, aiohttp_server: Any) -> None:
+        if self.task == TaskType.CHAT_COMPLETION:
+            return await super().test_malformed_json(aiohttp_server)
+        fake, service, endpoint = await self.setup(aiohttp_server)
+        fake.queue(Reply(body=b"{this is not json"))
+        try:
+            with pytest.raises(EsError) as caught:
+                await self.call(service, endpoint)
+        finally:
+            await service.close()
+        # Elasticsearch's own words, the placeholder it never fills included.
+        assert (caught.value.status, caught.value.type, caught.value.reason) == (
+            500, "status_exception", "Failed to translate SageMaker response for [%s]")
+        assert "inference entity id [test-id]" in caught.value.extra["caused_by"]["reason"]
+
     def cut_stream_reply(self) -> Reply:
         full = FakeSageMaker().stream_reply(["Hello", " world"], self.settings["endpoint_name"],
                                             chat=self.task == TaskType.CHAT_COMPLETION)

@@ -33,7 +33,8 @@ validation error from SageMaker for [id]", ``ModelError`` → 424, ``ModelNotRea
 429, ``ServiceUnavailable`` → 503, ``InternalFailure``/``InternalDependencyException`` → 500,
 any other → 500 "Received an error from SageMaker for [id]"), with AWS's message as the cause; a
 ``ModelStreamError`` or ``InternalStreamFailure`` mid-stream, like a completion stream part
-that cannot be parsed, is that generic 500 with the cause attached.
+that cannot be parsed, is that generic 500 with the cause attached; an answer that cannot be
+read is Elasticsearch's 500 "Failed to translate SageMaker response for [%s]" (sic).
 
 Requests are signed with AWS Signature V4 for the ``sagemaker`` service and go to
 ``https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{endpoint_name}/invocations``; the
@@ -45,8 +46,8 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import orjson
@@ -82,6 +83,7 @@ TASKS_BY_API = {
 ALL_TASKS = (TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING, TaskType.RERANK, TaskType.COMPLETION,
              TaskType.CHAT_COMPLETION)
 STREAMING_TASKS = (TaskType.COMPLETION, TaskType.CHAT_COMPLETION)
+T = TypeVar("T")
 ELEMENT_TYPES = ("byte", "float", "bit", "bfloat16")
 RESULT_KEY = {"float": "text_embedding", "byte": "text_embedding_bytes", "bit": "text_embedding_bits"}
 # Task settings → the InvokeEndpoint header that carries each.
@@ -337,10 +339,10 @@ class AmazonSageMakerService(RemoteService):
                     raise MalformedResponse(f"Value out of range for a byte in {context}")
                 return vectors
 
-        return await self.embed_batches(
+        return await _translated(endpoint, self.embed_batches(
             endpoint, inputs, build, parse, timeout=timeout, element_type=element_type,
             batch_size=self._batch_size(endpoint), policy=POLICY,
-        )
+        ))
 
     async def sparse_embed(
         self,
@@ -366,8 +368,8 @@ class AmazonSageMakerService(RemoteService):
                 out.append(SparseEmbedding({k: float(v) for k, v in tokens.items()}, bool(item.get("is_truncated"))))
             return out
 
-        pairs = await self.run_batches(endpoint, inputs, build, parse, timeout=timeout,
-                                       batch_size=self._batch_size(endpoint), policy=POLICY)
+        pairs = await _translated(endpoint, self.run_batches(endpoint, inputs, build, parse, timeout=timeout,
+                                                             batch_size=self._batch_size(endpoint), policy=POLICY))
         return [embedding for embedding, _ in pairs]
 
     async def rerank(
@@ -390,8 +392,8 @@ class AmazonSageMakerService(RemoteService):
             return ranked_docs(items, inputs, context, with_text=with_text, text_of=lambda item: item.get("text"),
                                top_n=top_n)
 
-        return await self.call(endpoint, self._request(endpoint, body, task_settings), parse, timeout=timeout,
-                               policy=POLICY)
+        return await _translated(endpoint, self.call(endpoint, self._request(endpoint, body, task_settings), parse,
+                                                     timeout=timeout, policy=POLICY))
 
     async def complete(
         self,
@@ -424,8 +426,8 @@ class AmazonSageMakerService(RemoteService):
                 return [Completion(require(item, "result", str, context))
                         for item in require(obj, "completion", list, context)]
 
-        return await self.call(endpoint, self._request(endpoint, body, task_settings), parse, timeout=timeout,
-                               policy=POLICY)
+        return await _translated(endpoint, self.call(endpoint, self._request(endpoint, body, task_settings), parse,
+                                                     timeout=timeout, policy=POLICY))
 
     # -- streaming ---------------------------------------------------------------------------
     def stream_completion(
@@ -494,6 +496,17 @@ def _only(obj: Any, key: str, context: str) -> None:
             raise MalformedResponse(f"Unknown field [{unknown[0]}] in {context}")
 
 
+
+async def _translated(endpoint: Endpoint, call: Awaitable[T]) -> T:
+    """``call``, with an answer that cannot be read reported as Elasticsearch's
+    ``SageMakerSchema.response`` reports it (its message keeps the ``[%s]`` it never fills)."""
+    try:
+        return await call
+    except EsError as exc:
+        if exc.type != "illegal_state_exception":
+            raise
+        raise status_exception(500, "Failed to translate SageMaker response for [%s]",
+                               caused_by={"type": exc.type, "reason": exc.reason}) from None
 
 def _stream_error(endpoint: Endpoint, kind: str, detail: str) -> EsError:
     """How Elasticsearch ends a completion stream that failed after it started: the SDK's
