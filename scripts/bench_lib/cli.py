@@ -25,7 +25,7 @@ from .stack import ROOT, Elasticsearch, Sidecar, log
 
 # Run order for "all": memory first (it needs a sidecar that has loaded nothing yet), then
 # the figures that reuse what is already warm.
-FIGURES = ("memory", "ingest", "batching", "passthrough", "scaling", "quality", "backend", "runtime", "workers", "peer")
+FIGURES = ("memory", "ingest", "batching", "passthrough", "scaling", "quality", "backend", "runtime", "hybrid", "workers", "peer", "contention")
 DESCRIPTIONS = {
     "ingest": "1. _bulk into semantic_text vs the in-process encode ceiling and a naive loop",
     "passthrough": "2. searches and small index requests via the sidecar vs straight to Elasticsearch",
@@ -35,8 +35,10 @@ DESCRIPTIONS = {
     "scaling": "6. ingest with 1 and 2 allocations and short/medium/long documents; py-spy profile",
     "backend": "7. onnx-int8 backend vs torch fp32, one process each: texts/s, cosine, SciFact nDCG@10",
     "runtime": "8. the local runtime in process (no HTTP, no Elasticsearch) vs encode, on --device",
+    "hybrid": "9. SciFact nDCG@10: BM25, semantic, rrf, linear (tuned), semantic + reranker vs published",
     "workers": "10. --workers 1/2/4/8: pass-through searches/s, embedded texts/s, memory per worker",
     "peer": "11. the same embedding workload against Infinity (infinity-emb) when installed, else skipped",
+    "contention": "12. single-query p50/p99 beside a busy process: PASSIVE vs spin-waiting OpenMP, 1x2 vs 2x1",
 }
 # Figures that need neither Elasticsearch nor the sidecar: a run of only these starts neither.
 STANDALONE = ("backend", "runtime")
