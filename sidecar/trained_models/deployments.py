@@ -16,7 +16,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..errors import EsError, action_request_validation, not_found, status_exception
+from ..errors import EsError, action_request_validation, not_found, status_exception, x_content_parse
 from ..protocol.service import Endpoint, TaskType
 from ..runtime.allocations import AdaptiveAllocations
 from ..runtime.deployment_stats import deployment_stats
@@ -223,7 +223,7 @@ class DeploymentsMixin:
             raise not_found(f"Could not find trained model deployment [{deployment_id}]")
         unknown = [k for k in body if k not in ("number_of_allocations", "adaptive_allocations")]
         if unknown:
-            raise cfg.x_content_parse(f"[update_trained_model_deployment_request] unknown field [{unknown[0]}]")
+            raise x_content_parse(f"[update_trained_model_deployment_request] unknown field [{unknown[0]}]")
         if body.get("number_of_allocations") is None and body.get("adaptive_allocations") is None:
             raise action_request_validation("At least one of [number_of_allocations] or [adaptive_allocations] "
                                             "must be provided")
@@ -312,10 +312,10 @@ class DeploymentsMixin:
     # -- inference -------------------------------------------------------------------------------
     async def infer(self, id_: str, body: Any, *, timeout_s: float) -> dict[str, Any]:
         if not isinstance(body, dict):
-            raise cfg.x_content_parse("[infer_trained_model_request] Expected START_OBJECT")
+            raise x_content_parse("[infer_trained_model_request] Expected START_OBJECT")
         for key in body:
             if key not in ("docs", "inference_config", "timeout"):
-                raise cfg.x_content_parse(f"[infer_trained_model_request] unknown field [{key}]")
+                raise x_content_parse(f"[infer_trained_model_request] unknown field [{key}]")
         docs = body.get("docs")
         if not isinstance(docs, list) or not docs:
             raise action_request_validation("at least one document is required")

@@ -12,6 +12,8 @@ after the upload (so a re-upload under the same id never reuses a stale copy), a
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import fnmatch
 import json
 import logging
@@ -23,7 +25,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import EsError, action_request_validation, already_exists, not_found, status_exception
+from ..errors import (
+    EsError,
+    action_request_validation,
+    already_exists,
+    not_found,
+    status_exception,
+    x_content_parse,
+)
 from ..runtime import ModelManager, ResolvedModel
 from ..runtime.resolve import resolve_model
 from . import builtin
@@ -73,7 +82,7 @@ class TrainedModels(DeploymentsMixin):
         now = int(time.time() * 1000)
         if model_id in builtin.PACKAGES:
             if not isinstance(body, dict):
-                raise cfg.x_content_parse("[trained_model_config] Expected START_OBJECT")
+                raise x_content_parse("[trained_model_config] Expected START_OBJECT")
             config = builtin.package_config(model_id, body, version=self.version, now_ms=now)
         else:
             config = cfg.parse_put(model_id, body, version=self.version)
@@ -155,10 +164,10 @@ class TrainedModels(DeploymentsMixin):
     # -- definition and vocabulary ------------------------------------------------------------
     async def put_part(self, model_id: str, part: int, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
-            raise cfg.x_content_parse("[put_trained_model_definition_part_action] Expected START_OBJECT")
+            raise x_content_parse("[put_trained_model_definition_part_action] Expected START_OBJECT")
         for key in body:
             if key not in ("definition", "total_definition_length", "total_parts"):
-                raise cfg.x_content_parse(f"[put_trained_model_definition_part_action] unknown field [{key}]")
+                raise x_content_parse(f"[put_trained_model_definition_part_action] unknown field [{key}]")
         errors = []
         definition = body.get("definition")
         total_length, total_parts = body.get("total_definition_length"), body.get("total_parts")
@@ -178,9 +187,6 @@ class TrainedModels(DeploymentsMixin):
         if config.get("model_type") != "pytorch":
             raise status_exception(
                 400, f"Unable to store definition for model [{model_id}] as the model type is not [pytorch]")
-        import base64
-        import binascii
-
         try:
             base64.b64decode(definition, validate=True)
         except (binascii.Error, ValueError):
@@ -191,10 +197,10 @@ class TrainedModels(DeploymentsMixin):
 
     async def put_vocabulary(self, model_id: str, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
-            raise cfg.x_content_parse("[put_trained_model_vocabulary_action] Expected START_OBJECT")
+            raise x_content_parse("[put_trained_model_vocabulary_action] Expected START_OBJECT")
         for key in body:
             if key not in ("vocabulary", "merges", "scores"):
-                raise cfg.x_content_parse(f"[put_trained_model_vocabulary_action] unknown field [{key}]")
+                raise x_content_parse(f"[put_trained_model_vocabulary_action] unknown field [{key}]")
         vocab = body.get("vocabulary")
         if not vocab:
             raise action_request_validation("[vocabulary] must not be empty")
