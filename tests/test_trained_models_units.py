@@ -175,23 +175,31 @@ def test_every_trained_model_api_is_access_checked_with_its_ml_action(method, pa
     assert action_for(method, path).name == action
 
 
-def test_xlm_roberta_unigram_from_uploaded_scores():
+@pytest.mark.parametrize(("kind", "tokenizer_class", "specials"), [
+    ("xlm_roberta", "XLMRobertaTokenizer", ["<s>", "<pad>", "</s>", "<unk>"]),
+    ("deberta_v2", "DebertaV2Tokenizer", ["[PAD]", "[CLS]", "[SEP]", "[UNK]"]),
+])
+def test_sentencepiece_unigram_from_uploaded_scores(kind, tokenizer_class, specials):
+    import json
+
+    import transformers
     from tokenizers import SentencePieceUnigramTokenizer
-    from transformers import XLMRobertaTokenizer
 
     trainer = SentencePieceUnigramTokenizer()
     trainer.train_from_iterator(TEXTS * 30 + ["search the index for documents about rivers and cities"] * 30,
-                                vocab_size=150, special_tokens=["<s>", "<pad>", "</s>", "<unk>"], unk_token="<unk>")
-    import json
-
-    pieces = [(p, s) for p, s in json.loads(trainer.to_str())["model"]["vocab"]] + [("<mask>", 0.0)]
-    reference = XLMRobertaTokenizer(vocab=pieces)
+                                vocab_size=150, special_tokens=specials, unk_token=specials[3])
+    mask = "<mask>" if kind == "xlm_roberta" else "[MASK]"
+    pieces = [(p, s) for p, s in json.loads(trainer.to_str())["model"]["vocab"]] + [(mask, 0.0)]
+    reference = getattr(transformers, tokenizer_class)(vocab=pieces)
     # Eland uploads the vocabulary in id order and one SentencePiece score per entry.
     upload = {"vocabulary": [p for p, _ in pieces], "scores": [s for _, s in pieces]}
-    ours = UploadedTokenizer({"xlm_roberta": {"max_sequence_length": 128}}, upload)
+    ours = UploadedTokenizer({kind: {"max_sequence_length": 128}}, upload)
     texts = [t for t in TEXTS if t.isascii()] + ["two  spaces\tand a tab", "search the index"]
     for text, ids in zip(texts, ours.encode(texts).input_ids, strict=True):
         want = reference(text)["input_ids"]
         assert ids[:len(want)] == want
-    pair = ours.encode([("the cat", "the river")]).input_ids[0]
-    assert pair == reference("the cat", "the river")["input_ids"]
+    pair = ours.encode([("the cat", "the river")])
+    assert pair.input_ids[0] == reference("the cat", "the river")["input_ids"]
+    want = reference("the cat", "the river")
+    if "token_type_ids" in want:  # DeBERTa takes segment ids; XLM-RoBERTa does not
+        assert pair.token_type_ids[0] == want["token_type_ids"]
