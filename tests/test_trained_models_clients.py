@@ -170,6 +170,10 @@ def test_text_expansion_over_sparse_vector_with_the_built_in_elser_id(client, el
         hits = client.search(index=index, query={"text_expansion": {"tokens": {
             "model_id": elser, "model_text": DOCS[0]}}})["hits"]["hits"]
         assert hits[0]["_id"] == "0"
+        # The sparse_vector query of the ELSER tutorials names the model as its inference_id.
+        hits = client.search(index=index, query={"sparse_vector": {
+            "field": "tokens", "inference_id": elser, "query": DOCS[0]}})["hits"]["hits"]
+        assert hits[0]["_id"] == "0"
     finally:
         client.options(ignore_status=404).indices.delete(index=index)
         client.options(ignore_status=404).ingest.delete_pipeline(id=pipeline)
