@@ -342,3 +342,19 @@ def test_mpnet_upload_two_input_trace_matches_sentence_transformers(client, mode
             assert _cos(result["predicted_value"], reference) >= 0.999
     finally:
         client.options(ignore_status=404).ml.delete_trained_model(model_id=model_id, force=True)
+
+
+def test_start_waiting_only_for_starting_answers_at_once(client, bert_embedding):
+    _, path, config, vocab = bert_embedding
+    model_id = _uid("eland-starting")
+    upload_like_eland(client, model_id, path, config, vocab, start=False)
+    try:
+        started = client.ml.start_trained_model_deployment(model_id=model_id, wait_for="starting")
+        assert started["assignment"]["task_parameters"]["deployment_id"] == model_id
+        got = client.ml.infer_trained_model(model_id=model_id, docs=[{"text_field": "x"}], timeout="30s")
+        assert len(got["inference_results"][0]["predicted_value"]) == 32
+        err = _error(lambda: client.ml.start_trained_model_deployment(model_id=model_id, threads_per_allocation=3))
+        assert err.meta.status == 400
+        assert "[threads_per_allocation] must be a power of 2 less than or equal to 32" in err.body["error"]["reason"]
+    finally:
+        client.options(ignore_status=404).ml.delete_trained_model(model_id=model_id, force=True)

@@ -107,7 +107,7 @@ class DeploymentsMixin:
     async def start(self, model_id: str, params: dict[str, Any], *, timeout_s: float) -> dict[str, Any]:
         config = await self.config(model_id)  # type: ignore[attr-defined]
         settings = parse_start(params)
-        deployment_id = params.get("deployment_id") or model_id
+        deployment_id = settings["deployment_id"] = params.get("deployment_id") or model_id
         if config.get("model_type") != "pytorch":
             raise status_exception(
                 400, f"model [{model_id}] of type [{config.get('model_type')}] cannot be deployed. "
