@@ -358,3 +358,30 @@ def test_start_waiting_only_for_starting_answers_at_once(client, bert_embedding)
         assert "[threads_per_allocation] must be a power of 2 less than or equal to 32" in err.body["error"]["reason"]
     finally:
         client.options(ignore_status=404).ml.delete_trained_model(model_id=model_id, force=True)
+
+
+def test_prefix_strings_apply_to_ingest_and_search_but_not_to_infer(client, bert_embedding):
+    from sentence_transformers import SentenceTransformer
+
+    model_dir, path, config, vocab = bert_embedding
+    model_id = _uid("eland-prefixed")
+    endpoint = _uid("prefixed-endpoint")
+    # eland_import_hub_model --ingest-prefix "passage: " --search-prefix "query: "
+    upload_like_eland(client, model_id, path, {**config, "prefix_strings": {"ingest": "passage: ", "search": "query: "}},
+                      vocab)
+    try:
+        st = SentenceTransformer(str(model_dir), device="cpu")
+        text = "the river runs to the sea"
+        infer = client.ml.infer_trained_model(model_id=model_id, docs=[{"text_field": text}])
+        assert _cos(infer["inference_results"][0]["predicted_value"], st.encode([text])[0]) >= 0.9999
+        client.inference.put(task_type="text_embedding", inference_id=endpoint, inference_config={
+            "service": "elasticsearch", "service_settings": {"model_id": model_id, "num_allocations": 1,
+                                                             "num_threads": 1}})
+        for input_type, prefix in (("search", "query: "), ("ingest", "passage: ")):
+            got = client.perform_request(
+                "POST", f"/_inference/text_embedding/{endpoint}", body={"input": [text], "input_type": input_type},
+                headers={"content-type": "application/json", "accept": "application/json"})
+            assert _cos(got["text_embedding"][0]["embedding"], st.encode([prefix + text])[0]) >= 0.9999
+    finally:
+        client.options(ignore_status=404).inference.delete(inference_id=endpoint, force=True)
+        client.options(ignore_status=404).ml.delete_trained_model(model_id=model_id, force=True)

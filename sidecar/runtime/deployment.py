@@ -150,7 +150,9 @@ class Deployment:
         self._check_task("text_embedding")
 
         def items() -> list[str]:
-            prefix = self.query_prefix if _is_search(input_type) else self.passage_prefix
+            # "none": no prefix at all (Elasticsearch's ``_infer`` API adds neither).
+            prefix = "" if input_type == "none" else (
+                self.query_prefix if _is_search(input_type) else self.passage_prefix)
             return [prefix + t for t in texts] if prefix else list(texts)
 
         results = await self._infer(items, len(texts), timeout)

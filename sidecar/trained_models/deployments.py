@@ -343,7 +343,8 @@ class DeploymentsMixin:
         results_field = options.get("results_field") or "predicted_value"
         async with asyncio.timeout(timeout_s):
             if deployment.task == "text_embedding":
-                vectors, truncated = await deployment.embed_with_truncation(texts, timeout=timeout_s)
+                vectors, truncated = await deployment.embed_with_truncation(texts, input_type="none",
+                                                                            timeout=timeout_s)
                 values = [[float(x) for x in v] for v in vectors]
             elif deployment.task == "sparse_embedding":
                 pairs = await deployment.sparse(texts, timeout=timeout_s)
