@@ -157,6 +157,7 @@ async def single_child_params(node: Retriever, spec: dict[str, Any], rw: QueryRe
             if not isinstance(section, dict) or not isinstance(section.get("query"), dict):
                 raise parsing_error("[rescorer] requires a query rescorer")
             section = {**section, "query": dict(section["query"])}
+            _check_rescore(section)
             if "rescore_query" in section["query"]:
                 section["query"]["rescore_query"] = await rw.query(section["query"]["rescore_query"])
             sections.append(section)
@@ -165,6 +166,17 @@ async def single_child_params(node: Retriever, spec: dict[str, Any], rw: QueryRe
         node.rescore = sections
         node.window = max(int(s.get("window_size", DEFAULT_RESCORE_WINDOW)) for s in sections)
     elif kind == "diversify":
+        missing = [k for k in ("type", "field") if spec.get(k) is None]
+        if missing:
+            raise x_content_parse(f"[diversify] Required [{', '.join(missing)}]")
+        for key, types in (("type", str), ("field", str), ("size", int), ("lambda", (int, float)),
+                           ("query_vector", list)):
+            value = spec.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+                raise x_content_parse(f"[diversify] failed to parse field [{key}]")
+        vector = spec.get("query_vector")
+        if vector is not None and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vector):
+            raise x_content_parse("[diversify] failed to parse field [query_vector]")
         lam = spec.get("lambda")
         size = spec.get("size")
         size = min(DEFAULT_DIVERSIFY_SIZE, node.window) if size is None else int(size)
@@ -194,6 +206,25 @@ async def single_child_params(node: Retriever, spec: dict[str, Any], rw: QueryRe
             vector = await rw.vector_from_builder(spec["query_vector_builder"], default)
         node.diversify = {"field": str(spec.get("field")), "lambda": float(lam), "size": size,
                           "query_vector": vector}
+
+
+RESCORE_MODES = ("total", "multiply", "avg", "max", "min")
+
+
+def _check_rescore(section: dict[str, Any]) -> None:
+    window = section.get("window_size", DEFAULT_RESCORE_WINDOW)
+    if isinstance(window, bool) or not isinstance(window, int):
+        raise parsing_error("[rescore] failed to parse field [window_size]")
+    if window < 0:
+        raise illegal_argument(f"[window_size] must be greater than or equal to 0, was: [{window}]")
+    spec = section["query"]
+    for key in ("query_weight", "rescore_query_weight"):
+        value = spec.get(key, 1.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise parsing_error(f"[query] failed to parse field [{key}]")
+    mode = spec.get("score_mode", "total")
+    if mode not in RESCORE_MODES:
+        raise illegal_argument(f"illegal score_mode [{mode}]")
 
 
 def chunk_rescorer_config(spec: dict[str, Any], features: Features) -> dict[str, Any] | None:
