@@ -125,8 +125,10 @@ def test_pinned(sidecar_url, env):
     assert got[:2] == ["space", "bank"]
     _, organic = sd.search(sidecar_url, env["index"], {"retriever": SEMANTIC, "size": 5})
     assert got[2:] == [i for i in sd.ids(organic) if i not in ("space", "bank")][:3]
-    top = [h["_score"] for h in resp["hits"]["hits"][:2]]
-    assert top[0] == pytest.approx(3.4028235e38, rel=1e-6) and top[0] > top[1] > 1e38
+    # PinnedQueryBuilder: the n pins score n, n-1, ... 1 ulps above the smallest float over the
+    # organic cap 2^127 (ids "space", "nope", "bank": 4 ulps over the cap for the first, 2 for the third).
+    top = [int(np.array([h["_score"]], dtype=np.float32).view(np.int32)[0]) for h in resp["hits"]["hits"][:2]]
+    assert top == [(0xFE << 23) + 4, (0xFE << 23) + 2]
     filtered = {"retriever": {"pinned": {"docs": [{"_index": env["index"], "_id": "bank"}], "retriever": {
         "standard": {"query": {"semantic": {"field": "content", "query": "cat"}}, "filter": {"term": {"kind": "pets"}}}}}}}
     status, resp = sd.search(sidecar_url, env["index"], filtered)

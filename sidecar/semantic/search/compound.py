@@ -186,7 +186,7 @@ class _Run:
         if node.kind in ("pinned", "rescorer", "diversify"):
             child, union = await self.execute(node.children[0], node.window, filters)
             if node.kind == "pinned":
-                out, pins = await stages.pinned(self._hits, node.pinned, child, filters, node.window)
+                out, pins = await stages.pinned(self._hits, node.pinned, child, node.window)
                 return out[:size], {"bool": {"should": [union, pins]}}
             if node.kind == "rescorer":
                 return (await stages.rescore(self._hits, node.rescore, child))[:size], union

@@ -2,9 +2,10 @@
 Elasticsearch computes them over their child's top ``rank_window_size`` documents, and the
 ``chunk_rescorer`` inputs of ``text_similarity_reranker``.
 
-* ``pinned``: the pinned documents that exist (and pass the filters) first, in the order given,
-  scored from ``Float.MAX_VALUE`` down one ulp each as the pinned query scores them; then the
-  child's documents;
+* ``pinned``: the pinned documents that exist first, in the order given, scored as
+  ``PinnedQueryBuilder`` scores them (just above the organic cap of 2^127, one ulp less per
+  position; the filters apply to the organic query only, which the pinned query wraps); then
+  the child's documents;
 * ``rescorer``: each rescore section rescores the top ``window_size`` documents with its
   ``rescore_query`` (``query_weight``, ``rescore_query_weight``, ``score_mode``) and reorders
   them; documents below the window keep their place;
@@ -36,7 +37,6 @@ from ..rrf import Ranked, sort_key
 from ..values import MISSING, get_path
 
 Search = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
-_FLOAT_MAX = np.float32(np.finfo(np.float32).max)
 
 
 def docs_query(docs: Sequence[Ranked]) -> dict[str, Any]:
@@ -49,24 +49,35 @@ def docs_query(docs: Sequence[Ranked]) -> dict[str, Any]:
     return should[0] if len(should) == 1 else {"bool": {"should": should}}
 
 
+# ``MAX_ORGANIC_SCORE``: ``Float.intBitsToFloat(0xfe << 23) - 1`` (2^127 as a float).
+_MAX_ORGANIC_BITS = 0xFE << 23
+
+
+def pin_score(position: int, count: int) -> float:
+    """The score of the pinned document at ``position`` (0-based) of ``count``."""
+    bits = _MAX_ORGANIC_BITS + 1 + count - position
+    return float(np.array([bits], dtype=np.int32).view(np.float32)[0])
+
+
 async def pinned(search: Search, pins: Sequence[tuple[str | None, str]], child: list[Ranked],
-                 filters: list[Any], window: int) -> tuple[list[Ranked], dict[str, Any]]:
+                 window: int) -> tuple[list[Ranked], dict[str, Any]]:
     clauses = []
     for index, doc_id in pins:
         ids = {"ids": {"values": [doc_id]}}
         clauses.append(index_filtered(ids, [index]) if index else ids)
-    query: dict[str, Any] = {"bool": {"should": clauses, "minimum_should_match": 1, "filter": filters}}
-    found = await search({"query": query, "size": len(pins), "_source": False, "track_total_hits": False})
-    present = {(h["_index"], h["_id"]): h for h in (found.get("hits") or {}).get("hits") or []}
+    query: dict[str, Any] = {"bool": {"should": clauses, "minimum_should_match": 1}}
+    found = await search({"query": query, "size": 10 * len(pins), "_source": False, "track_total_hits": False})
+    present = (found.get("hits") or {}).get("hits") or []
     out: list[Ranked] = []
-    score = _FLOAT_MAX
     taken: set[tuple[str, str]] = set()
-    for index, doc_id in pins:
-        for key, hit in present.items():
+    for position, (index, doc_id) in enumerate(pins):
+        score = pin_score(position, len(pins))
+        for hit in present:
+            key = (hit["_index"], hit["_id"])
             if key[1] == doc_id and (index is None or key[0] == index) and key not in taken:
                 taken.add(key)
-                out.append(Ranked(key[0], key[1], float(score), None, hit.get("_routing"), len(out)))
-                score = np.nextafter(score, np.float32(0.0))
+                out.append(Ranked(key[0], key[1], score, None, hit.get("_routing"), len(out)))
+    out.sort(key=sort_key)
     out.extend(d for d in child if d.key not in taken)
     return out[:max(window, 0)], {"bool": {"should": clauses}}
 
