@@ -98,6 +98,17 @@ def test_diversify(sidecar_url, env):
     assert status == 200, b
     assert scored(a) == scored(b)
     assert len(scored(a)) == 3
+    # No query vector: the best-scoring document first, then diversity alone; size by default
+    # min(10, rank_window_size).
+    bare = {k: v for k, v in spec.items() if k not in ("query_vector", "size")}
+    child = {"standard": {"query": {"match": {"title": "care"}}}}
+    status, a = sd.search(sidecar_url, env["index"], {"retriever": {"diversify": {**bare, "retriever": child}},
+                                                       "size": 5})
+    assert status == 200, a
+    status, b = sd.search(sidecar_url, env["index"], {"retriever": {"diversify": {**bare, "retriever": here(child, 5)}},
+                                                       "size": 5})
+    assert status == 200, b
+    assert scored(a) == scored(b) and scored(a)
     # Over semantic_text: each document's chunk embeddings; the near-duplicate cat texts do not
     # both make the top two.
     status, c = sd.search(sidecar_url, env["index"], {"retriever": {"diversify": {
