@@ -211,3 +211,19 @@ def test_chunk_rescorer(sidecar_url, env):
     got = np.float32(resp["hits"]["hits"][0]["_score"])
     # The best chunk's score, normalized per chunk list and again when ordered (as Elasticsearch does).
     assert got == norm(norm(raw[0]))
+
+
+@pytest.mark.parametrize("mode", ["multiply", "avg", "max", "min"])
+def test_rescorer_score_modes_and_two_sections_agree(sidecar_url, env, mode):
+    rescore = [{"window_size": 4, "query": {"rescore_query": {"match": {"title": "kitten care"}},
+                                            "score_mode": mode, "rescore_query_weight": 1.5}},
+               {"window_size": 2, "query": {"rescore_query": {"match": {"content": "rug"}}, "query_weight": 0.7}}]
+    child = {"standard": {"query": {"match": {"title": "care"}}}}
+    status, a = sd.search(sidecar_url, env["index"], {"retriever": {"rescorer": {"retriever": child,
+                                                                                  "rescore": rescore}}, "size": 2})
+    assert status == 200, a
+    status, b = sd.search(sidecar_url, env["index"], {"retriever": {"rescorer": {"retriever": here(child),
+                                                                                  "rescore": rescore}}, "size": 2})
+    assert status == 200, b
+    assert [i for i, _ in scored(a)] == [i for i, _ in scored(b)]
+    assert [np.float32(s) for _, s in scored(a)] == [np.float32(s) for _, s in scored(b)]
