@@ -79,6 +79,9 @@ def run(ctx: Context) -> dict[str, Any]:
             side = [json.dumps({"input": b}).encode() for b in batches]
             peer = [json.dumps({"model": model, "input": b}).encode() for b in batches]
             runs: dict[str, list[tuple[float, float]]] = {"sidecar": [], "infinity": []}
+            # Both warm (first calls pay for lazy initialisation on either side) before measuring.
+            _rate(f"{ctx.sidecar.url}/_inference/text_embedding/{inference_id}", side[:2], per)
+            _rate(f"{infinity}/embeddings", peer[:2], per)
             for r in range(ctx.size(2, 4)):
                 for who in (("sidecar", "infinity") if r % 2 == 0 else ("infinity", "sidecar")):
                     if who == "sidecar":
