@@ -147,7 +147,8 @@ def test_rate_limit_and_defaults_render_like_elasticsearch() -> None:
         "sensitive": False,
         "updatable": False,
         "type": "int",
-        "supported_task_types": ["completion"],
+        # AnthropicService.Configuration: every setting lists SUPPORTED_TASK_TYPES (9.2+).
+        "supported_task_types": ["completion", "chat_completion"],
     }
     assert anthropic["configurations"]["max_tokens"]["required"] is True
     deepseek = services["deepseek"].configuration["url"]
