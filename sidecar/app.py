@@ -101,7 +101,8 @@ async def _parts(app: web.Application) -> AsyncIterator[None]:
     trained = app[TRAINED_MODELS] = TrainedModels(
         TrainedModelStore(es, prefix=f"{config.system_index_prefix}-trained-models"), models,
         cache_dir=config.model_cache_dir, default_timeout_s=config.inference_timeout_s)
-    restoring = asyncio.ensure_future(trained.restore())
+    # Started in the background; kept on the object so that whoever needs it settled can wait.
+    restoring = trained.restoring = asyncio.ensure_future(trained.restore())
     endpoints.inference.fallbacks.append(trained.as_endpoint)
     trained.reference_finders.append(pipelines.references)
     with metrics.reporting(models):

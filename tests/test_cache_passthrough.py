@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 from counting_proxy import CountingProxy
 from elasticsearch import AsyncElasticsearch
 
+from sidecar.api.keys import TRAINED_MODELS
 from sidecar.app import build_app
 from sidecar.config import Config
 
@@ -40,6 +41,9 @@ async def _sidecar(proxy: CountingProxy, ttl_s: float) -> TestServer:
     config = Config(es_url=proxy.url, registry_ttl_s=ttl_s, system_index_prefix=prefix)
     server = TestServer(build_app(config), host="127.0.0.1")
     await server.start_server()
+    # Startup work (the restart of recorded trained-model deployments) is not what a request costs.
+    await server.app[TRAINED_MODELS].restoring
+    proxy.seen.clear()
     return server
 
 

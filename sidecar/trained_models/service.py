@@ -55,6 +55,8 @@ class TrainedModels(DeploymentsMixin):
         self.models = models
         self.version = version
         self.default_timeout_s = default_timeout_s
+        # The restart of recorded deployments, once the sidecar has started it.
+        self.restoring: asyncio.Future[None] | None = None
         base = cache_dir or os.path.join(tempfile.gettempdir(), "es-inference-sidecar")
         self.materialise_dir = Path(base) / "trained-models"
         self.downloads = builtin.Downloads(
