@@ -12,7 +12,11 @@ import json
 import sys
 
 from elasticsearch import Elasticsearch
-from langchain_elasticsearch import DenseVectorStrategy, ElasticsearchStore
+
+try:  # installed in a folder of its own (it pins its own client), put first on sys.path by the test
+    from langchain_elasticsearch import DenseVectorStrategy, ElasticsearchStore
+except ImportError:  # pragma: no cover - the test installs it before running this script
+    sys.exit("langchain_flow.py: langchain-elasticsearch must be on sys.path (see test_trained_models_clients.py)")
 
 TEXTS = ["the cat sat on the mat", "dogs run in the park", "rain and snow today in the city",
          "the river runs to the sea", "a good book about music"]
