@@ -17,9 +17,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError
+from elasticsearch import AsyncElasticsearch, NotFoundError
 
 from .errors import EsError
+from .es.system_indices import ensure_hidden_indices
 
 log = logging.getLogger("sidecar.tasks")
 NODE_PREFIX = "sidecar-"
@@ -87,13 +88,7 @@ class Tasks:
     async def _ensure_index(self) -> None:
         if self._index_ready:
             return
-        try:
-            if not await self.es.indices.exists(index=self.index, expand_wildcards="all"):
-                await self.es.indices.create(index=self.index, mappings=_MAPPING, settings={
-                    "index": {"hidden": True, "number_of_shards": 1, "auto_expand_replicas": "0-1"}})
-        except ApiError as exc:
-            if "resource_already_exists_exception" not in str(exc):
-                raise
+        await ensure_hidden_indices(self.es, {self.index: _MAPPING})
         self._index_ready = True
 
     async def _persist(self, task: Task) -> None:

@@ -24,11 +24,11 @@ import time
 from typing import Any
 
 from elasticsearch import AsyncElasticsearch, ConflictError, NotFoundError
-from elasticsearch import TransportError as EsTransportError
 
 from ..errors import EsError, already_exists, status_exception
 from ..es.cache import Entry, ReadCache
 from ..es.errors import CLIENT_FAILURES, translate
+from ..es.system_indices import ensure_hidden_indices
 from ..protocol.service import Endpoint, TaskType
 from .secrets import SecretBox
 
@@ -36,7 +36,6 @@ from .secrets import SecretBox
 # and never reaches Elasticsearch as a document id ("." or ".." would change the URL path).
 _STORABLE_ID = re.compile(r"^[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?$")
 
-_SETTINGS = {"index": {"hidden": True, "number_of_shards": 1, "auto_expand_replicas": "0-1"}}
 _CONFIG_MAPPING = {
     "dynamic": "strict",
     "properties": {
@@ -87,14 +86,8 @@ class EndpointStore:
             if self._ready and not check:
                 return
             try:
-                for name, mapping in ((self.index, _CONFIG_MAPPING), (self.secrets_index, _SECRETS_MAPPING)):
-                    if not await self.es.indices.exists(index=name, expand_wildcards="all"):
-                        try:
-                            await self.es.indices.create(index=name, settings=_SETTINGS, mappings=mapping)
-                        except EsTransportError as exc:
-                            if "resource_already_exists_exception" not in str(exc):
-                                raise
-                await self.es.cluster.health(index=self.index, wait_for_status="yellow", timeout="30s")
+                await ensure_hidden_indices(
+                    self.es, {self.index: _CONFIG_MAPPING, self.secrets_index: _SECRETS_MAPPING}, wait_for=self.index)
             except CLIENT_FAILURES as exc:
                 raise _es_failure(exc) from exc
             self._ready = True

@@ -23,9 +23,9 @@ from elasticsearch import AsyncElasticsearch, NotFoundError
 from ..errors import EsError
 from ..es.cache import Entry, ReadCache
 from ..es.errors import CLIENT_FAILURES, translate
+from ..es.system_indices import SETTINGS
 from .definition import CompiledPipeline, compile_pipeline, model_ids
 
-_SETTINGS = {"index": {"hidden": True, "number_of_shards": 1, "auto_expand_replicas": "0-1"}}
 _MAPPING = {
     "dynamic": "strict",
     "properties": {
@@ -67,7 +67,7 @@ class PipelineStore:
         async with self._lock:
             try:
                 created = await self.es.options(ignore_status=400).indices.create(
-                    index=self.index, settings=_SETTINGS, mappings=_MAPPING
+                    index=self.index, settings=SETTINGS, mappings=_MAPPING
                 )
                 error = created.body.get("error") if isinstance(created.body, dict) else None
                 if error and error.get("type") != "resource_already_exists_exception":

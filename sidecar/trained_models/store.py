@@ -21,8 +21,8 @@ from elasticsearch import ConnectionError as EsConnectionError
 from elasticsearch import TransportError as EsTransportError
 
 from ..errors import EsError, status_exception, unavailable
+from ..es.system_indices import ensure_hidden_indices
 
-_SETTINGS = {"index": {"hidden": True, "number_of_shards": 1, "auto_expand_replicas": "0-1"}}
 _CONFIG_MAPPING = {
     "dynamic": "strict",
     "properties": {
@@ -82,14 +82,9 @@ class TrainedModelStore:
             if self._ready:
                 return
             try:
-                for name, mapping in ((self.index, _CONFIG_MAPPING), (self.definition_index, _DEFINITION_MAPPING)):
-                    if not await self.es.indices.exists(index=name, expand_wildcards="all"):
-                        try:
-                            await self.es.indices.create(index=name, settings=_SETTINGS, mappings=mapping)
-                        except EsTransportError as exc:
-                            if "resource_already_exists_exception" not in str(exc):
-                                raise
-                await self.es.cluster.health(index=self.index, wait_for_status="yellow", timeout="30s")
+                await ensure_hidden_indices(
+                    self.es, {self.index: _CONFIG_MAPPING, self.definition_index: _DEFINITION_MAPPING},
+                    wait_for=self.index)
             except _FAILURES as exc:
                 raise _failure(exc) from exc
             self._ready = True
