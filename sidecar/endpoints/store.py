@@ -71,7 +71,6 @@ class EndpointStore:
         self.secrets = secrets
         self.index = prefix
         self.secrets_index = f"{prefix}-secrets"
-        self.ttl_s = ttl_s
         self._cache: ReadCache[Endpoint] = ReadCache(ttl_s)
         self._ready = False
         self._ready_lock = asyncio.Lock()

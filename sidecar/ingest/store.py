@@ -53,7 +53,6 @@ class PipelineStore:
     def __init__(self, es: AsyncElasticsearch, *, index: str = ".sidecar-pipelines", ttl_s: float = 1.0) -> None:
         self.es = es
         self.index = index
-        self.ttl_s = ttl_s
         # ("get", id) → the compiled pipeline or None; ("any",) → whether any is stored.
         self._cache: ReadCache[Any] = ReadCache(ttl_s)
         self._ready = False
