@@ -3,10 +3,10 @@ dependency order, registered under its typed key (:mod:`sidecar.api.keys`) and c
 reverse order when the application stops. Handlers receive what they need from these keys;
 no other module builds shared state.
 
-The middleware chain is assembled here too, outermost first: metrics (so every answer counts
-with the status the caller got), Elasticsearch-shaped errors, the node's verdict on
-``compatible-with`` headers, then the security checks. Routes come from one table,
-:mod:`sidecar.api.routes`, with the pass-through to Elasticsearch last.
+Routes come from one table, :mod:`sidecar.api.routes`, with the pass-through to Elasticsearch
+last; each handler is put behind the front door (:mod:`sidecar.api.front`: metrics,
+Elasticsearch-shaped errors, the node's verdict on ``compatible-with`` headers, the security
+checks) as it is registered.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from aiohttp import web
 
 from . import metrics
 from .api import routes
-from .api.compat import MEDIA_TYPE_CHECK, MediaTypeCheck, node_media_types
+from .api.compat import MEDIA_TYPE_CHECK, MediaTypeCheck
 from .api.keys import (
     CONFIG,
     ENDPOINTS,
@@ -36,10 +36,9 @@ from .api.keys import (
     TRAINED_MODELS,
     UPSTREAM,
 )
-from .api.middleware import es_errors
 from .config import Config
 from .es.upstream import Upstream
-from .security import AUTHORIZER, FENCE, Authorizer, Fence, IndexFence, security_middleware
+from .security import AUTHORIZER, FENCE, Authorizer, Fence, IndexFence
 
 log = logging.getLogger("sidecar")
 
@@ -116,10 +115,7 @@ async def _parts(app: web.Application) -> AsyncIterator[None]:
 
 
 def build_app(config: Config) -> web.Application:
-    app = web.Application(
-        middlewares=[metrics.metrics_middleware, es_errors, node_media_types, security_middleware],
-        client_max_size=MAX_PARSED_BODY,
-    )
+    app = web.Application(client_max_size=MAX_PARSED_BODY)
     app[CONFIG] = config
     upstream = app[UPSTREAM] = Upstream(config.es_url, ssl=_ssl_context(config))
     app[MEDIA_TYPE_CHECK] = MediaTypeCheck(upstream)

@@ -8,7 +8,7 @@ count what only they see through the counters below, e.g.::
     metrics.PROVIDER_RETRIES.labels(service="openai").inc()
     metrics.BATCH_SIZE.labels(deployment_id=self.name).observe(len(items))
 
-HTTP requests, inference inputs and failures are counted by :func:`metrics_middleware`;
+HTTP requests, inference inputs and failures are counted by the front door (:mod:`sidecar.api.front`);
 local deployments (queue depth, allocations, batches) are read from
 the model manager's ``deployments()`` at scrape time. Labels hold route templates, service names,
 task types, model and deployment ids and status codes only: never a path with its values,
@@ -48,7 +48,6 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from .api.keys import ENDPOINTS
-from .errors import EsError
 
 log = logging.getLogger("sidecar.metrics")
 
@@ -81,21 +80,8 @@ BATCH_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=REGISTRY,
 )
 
-# Route labels for requests that match none of the sidecar's own routes.
+# The route label of everything passed through to Elasticsearch.
 PROXY_ROUTE = "proxy"
-UNMATCHED_ROUTE = "unmatched"
-
-
-def route_label(request: web.Request) -> str:
-    """The matched route's template (``/_inference/{task_type}/{inference_id}``), never the
-    path itself; everything passed through to Elasticsearch is ``proxy``."""
-    info = request.match_info
-    route = getattr(info, "route", None)
-    resource = getattr(route, "resource", None)
-    if resource is None:
-        return UNMATCHED_ROUTE
-    canonical = resource.canonical
-    return PROXY_ROUTE if canonical == "/{tail}" else canonical
 
 
 def _input_count(raw: bytes) -> int:
@@ -194,32 +180,25 @@ HTTP = HttpStats()
 REGISTRY.register(HTTP)
 
 
-@web.middleware
-async def metrics_middleware(request: web.Request, handler):
-    started = time.perf_counter()
-    status = 500
+def request_started() -> float:
+    """Count a request in flight; the returned start time goes to :func:`request_finished`."""
     HTTP.in_flight += 1
+    return time.perf_counter()
+
+
+def request_finished(route: str, method: str, status: int, started: float) -> None:
+    HTTP.in_flight -= 1
+    HTTP.observe(route, method, status, time.perf_counter() - started)
+
+
+async def count_inference(request: web.Request, status: int) -> None:
+    """Count the inputs (or the failure) of an answered perform-inference request; never fails."""
+    if not _is_perform(request):
+        return
     try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    except EsError as exc:
-        status = exc.status
-        raise
-    except asyncio.CancelledError:
-        status = 499  # the client went away
-        raise
-    finally:
-        HTTP.in_flight -= 1
-        HTTP.observe(route_label(request), request.method, status, time.perf_counter() - started)
-        if _is_perform(request) and status != 499:
-            try:
-                await _count_inference(request, status)
-            except Exception:
-                log.debug("could not count inference inputs", exc_info=True)
+        await _count_inference(request, status)
+    except Exception:
+        log.debug("could not count inference inputs", exc_info=True)
 
 
 class DeploymentCollector(Collector):

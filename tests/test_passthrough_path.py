@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.errors import EsError
-from sidecar.metrics import HttpStats
+from sidecar.metrics import PROXY_ROUTE, HttpStats
 from sidecar.security.fence import Fence
 from sidecar.security.indices import IndexFence
 
@@ -89,3 +89,99 @@ def test_http_stats_export_counts_histogram_and_in_flight():
     assert got["sidecar_http_request_duration_seconds_sum"][(("method", "GET"), ("route", "proxy"))] == \
         pytest.approx(2.265)
     assert got["sidecar_http_requests_in_flight"][()] == 3
+
+
+@pytest.mark.parametrize("body", [
+    b'{"query": {"terms": {"f": {"index": ".SIDECAR-Inference", "id": "1", "path": "f"}}}}',
+    b'{"query": {"terms": {"f": {"index": "\\u002esidecar-inference", "id": "1", "path": "f"}}}}',
+    b'{"query": {"terms": {"f": {"index": ".sidecar-tas*", "id": "1", "path": "f"}}}}',
+    b'{"query": {"terms": {"f": {"index": "_all", "expand_wildcards": "all", "id": "1", "path": "f"}}}}',
+])
+async def test_index_names_in_a_body_are_found_whatever_their_spelling(fence, body):
+    with pytest.raises(EsError) as err:
+        await fence.check(_request("POST", "/logs/_search", body))
+    assert err.value.status == 403
+
+
+async def test_a_checked_body_is_what_the_handler_reads(fence):
+    body = b'{"query": {"match": {"title": "sidecar"}}}'
+    request = _request("POST", "/logs/_search", body)
+    assert (await fence.check(request)).error is None
+    # Read once by the fence; the handler and the pass-through get the same bytes.
+    assert await request.read() == body
+    assert request.content.at_eof()
+
+
+# ---- route resolution -------------------------------------------------------------------------
+
+ROUTED = [
+    ("POST", "/logs/_search", "/{index}/_search"),
+    ("GET", "/logs,metrics/_search", "/{index}/_search"),
+    ("POST", "/logs/_doc", "/{index}/_doc"),
+    ("PUT", "/logs/_doc/1", "/{index}/_doc/{id}"),
+    ("GET", "/logs/_doc/1", "/{index}/_doc/{id}"),
+    ("PUT", "/logs/_create/1", "/{index}/_create/{id}"),
+    ("POST", "/logs/_update/1", "/{index}/_update/{id}"),
+    ("POST", "/logs/_bulk", "/{index}/_bulk"),
+    ("PUT", "/logs", "/{index}"),
+    ("GET", "/logs", "/{index}"),
+    ("GET", "/logs/_mapping", "/{index}/_mapping"),
+    ("POST", "/logs/_update_by_query", "/{index}/_update_by_query"),
+    ("POST", "/_search", "/_search"),
+    ("POST", "/_all/_search", "/_all/_search"),
+    ("POST", "/_bulk", "/_bulk"),
+    ("POST", "/_inference/my-endpoint", "/_inference/{inference_id}"),
+    ("PUT", "/_inference/text_embedding/e/_update", "/_inference/{task_type}/{inference_id}/_update"),
+    ("GET", "/", "/"),
+    # Passed through to Elasticsearch.
+    ("GET", "/_cat/indices", "proxy"),
+    ("POST", "/logs/_refresh", "proxy"),
+    ("DELETE", "/logs", "proxy"),
+    ("DELETE", "/logs/_doc/1", "proxy"),
+    ("GET", "/logs/_doc", "proxy"),
+    ("HEAD", "/logs", "proxy"),
+    ("GET", "/_logs/_search", "proxy"),  # not an index name: Elasticsearch answers it
+    ("GET", "/logs/", "proxy"),
+    ("POST", "/logs/_search/extra", "proxy"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "label"), ROUTED)
+async def test_each_request_finds_its_route(method, path, label):
+    from aiohttp import web
+
+    from sidecar.api import routes
+
+    app = web.Application()
+    routes.register(app.router)
+    app.freeze()
+    match = await app.router.resolve(make_mocked_request(method, path, app=app))
+    route = match.route
+    assert route is not None and route.method in (method, "*")
+    canonical = route.resource.canonical
+    assert (PROXY_ROUTE if canonical == "/{tail}" else canonical) == label
+    if label == PROXY_ROUTE:
+        assert route.handler.__name__ == "proxy_handler"
+
+
+def test_every_route_of_the_table_is_reachable():
+    """Each row of the table resolves to itself for a path made from its template (no row is
+    hidden behind another one)."""
+    import re
+
+    from aiohttp import web
+
+    from sidecar.api import routes
+
+    app = web.Application()
+    routes.register(app.router)
+    app.freeze()
+
+    async def check() -> None:
+        for methods, path, handler in routes.ROUTES:
+            concrete = re.sub(r"\{[^}:]+(:[^}]*\})?\}?", "x1", path.replace(routes.INDEX, "logs"))
+            for method in methods:
+                match = await app.router.resolve(make_mocked_request(method, concrete, app=app))
+                assert match.route.handler.__name__ == handler.__name__, (method, path, concrete)
+
+    asyncio.run(check())

@@ -16,7 +16,7 @@ from collections import OrderedDict
 import orjson
 from aiohttp import web
 
-from ..proxy import Upstream, proxy_handler
+from ..es.upstream import Upstream
 from .render import PRODUCT_HEADER
 
 _PROBE = "/sidecar-compat-probe-none/_count?ignore_unavailable=true&allow_no_indices=true"
@@ -64,17 +64,19 @@ def _is_media_type_error(body: bytes) -> bool:
 MEDIA_TYPE_CHECK = web.AppKey("media_type_check", MediaTypeCheck)
 
 
-@web.middleware
-async def node_media_types(request: web.Request, handler):
+def asks_node(request: web.Request) -> bool:
+    """Whether the request carries a ``compatible-with`` header the node must judge."""
+    headers = request.headers
+    return "compatible-with" in headers.get("Accept", "") or "compatible-with" in headers.get("Content-Type", "")
+
+
+async def node_refusal(request: web.Request) -> web.Response | None:
+    """The node's refusal of the request's ``compatible-with`` headers, or None."""
     accept = request.headers.get("Accept", "")
     content_type = request.headers.get("Content-Type", "")
-    if "compatible-with" not in accept and "compatible-with" not in content_type:
-        return await handler(request)
-    if getattr(request.match_info, "handler", None) is proxy_handler:
-        return await handler(request)  # the node itself sees these headers
     auth = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "es-secondary-authorization")}
     refused = await request.app[MEDIA_TYPE_CHECK].refusal(accept, content_type, auth)
     if refused is None:
-        return await handler(request)
+        return None
     status, body = refused
     return web.Response(body=body, status=status, headers={**PRODUCT_HEADER, "Content-Type": "application/json"})

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..metrics import PROXY_ROUTE
 from ..proxy import proxy_handler
 from . import health, inference, mappings, ops, pipelines, reindex, root, search, trained_models, writes
+from .front import guarded
+from .index_apis import IndexApis
 
 INDEX = "{index:[^_/][^/]*}"  # an index name or expression (never an API like _cat)
 GET, PUT, POST, DELETE, HEAD = ("GET",), ("PUT",), ("POST",), ("DELETE",), ("HEAD",)
@@ -108,8 +111,15 @@ ROUTES: list[tuple[tuple[str, ...], str, object]] = [
 
 
 def register(router: web.UrlDispatcher) -> None:
+    """Every route behind the front door (:mod:`.front`), with its metrics label. Routes under
+    ``/{index}`` are dispatched on their API segment (:mod:`.index_apis`)."""
+    index_apis = IndexApis(INDEX)
+    router.register_resource(index_apis)
     for methods, path, handler in ROUTES:
+        resource = index_apis.add(path) if path.startswith(index_apis.prefix) else router.add_resource(path)
+        counts_inputs = path.startswith("/_inference/") and "POST" in methods
+        front = guarded(handler, resource.canonical, counts_inputs=counts_inputs)  # type: ignore[arg-type]
         for method in methods:
-            router.add_route(method, path, handler)  # type: ignore[arg-type]
+            resource.add_route(method, front)
     # Everything else goes to Elasticsearch untouched.
-    router.add_route("*", "/{tail:.*}", proxy_handler)
+    router.add_resource("/{tail:.*}").add_route("*", guarded(proxy_handler, PROXY_ROUTE, passthrough=True))

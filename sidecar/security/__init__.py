@@ -36,10 +36,13 @@ never held in memory.
 The parts: :mod:`.actions` (which action a request performs), :mod:`.authorizer` (the
 privilege check), :mod:`.indices` (which names reach the hidden indices), :mod:`.fence` (the
 check of a request's path, query and body) and :mod:`.body` (the checked body the handlers
-read). This module puts them in front of the handlers as one middleware.
+read). :func:`guard` puts them in front of a handler (the front door, :mod:`sidecar.api.front`,
+applies it to every route).
 """
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -48,14 +51,15 @@ from .authorizer import Authorizer
 from .fence import Fence
 from .indices import IndexFence
 
-__all__ = ["AUTHORIZER", "FENCE", "Authorizer", "Fence", "IndexFence", "action_for", "security_middleware"]
+__all__ = ["AUTHORIZER", "FENCE", "Authorizer", "Fence", "IndexFence", "action_for", "guard"]
 
 AUTHORIZER = web.AppKey("sidecar_authorizer", Authorizer)
 FENCE = web.AppKey("sidecar_fence", Fence)
 
 
-@web.middleware
-async def security_middleware(request: web.Request, handler):
+async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                ) -> web.StreamResponse:
+    """Answer ``request`` with ``handler`` once the privilege check and the fence let it through."""
     action = action_for(request.method, request.path)
     if action is not None:
         passed_back = await request.app[AUTHORIZER].authorize(request, action)

@@ -69,6 +69,8 @@ def _trained_model_action(method: str, parts: list[str]) -> Action | None:
 
 def action_for(method: str, path: str) -> Action | None:
     """The action a request to one of the sidecar's own APIs performs, or None."""
+    if "_inference" not in path and "_ml" not in path and "_tasks" not in path:
+        return None  # most requests: the split below would find nothing
     parts = [p for p in path.split("/") if p]
     if not parts:
         return None
