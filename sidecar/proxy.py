@@ -47,12 +47,14 @@ async def _body_stream(request: web.Request) -> AsyncIterator[bytes]:
 
 
 async def request_body(request: web.Request) -> bytes | AsyncIterator[bytes] | None:
-    """The body to forward: small bodies of known length as bytes (one write upstream, with a
-    Content-Length), anything else streamed."""
+    """The body to forward: bodies already read and small bodies of known length as bytes (one
+    write upstream, with a Content-Length), anything else streamed."""
     if not request.body_exists:
         return None
     length = request.content_length
-    if length is not None and length <= SMALL_BODY and not request.headers.get("Content-Encoding"):
+    if request.content.at_eof() or (
+            length is not None and length <= SMALL_BODY and not request.headers.get("Content-Encoding")):
+        # All of it has arrived, or the fence has read it already (``read()`` has it cached).
         return await request.read()
     return _body_stream(request)
 
@@ -61,8 +63,10 @@ async def _read_small(upstream: aiohttp.ClientResponse) -> tuple[bytes, bool]:
     """Read the start of an upstream body: ``(bytes, complete)``; stops once more than
     :data:`SMALL_BODY` bytes have arrived without the end."""
     length = upstream.content_length
-    if length is not None and length > SMALL_BODY:
-        return b"", False
+    if length is not None:
+        if length > SMALL_BODY:
+            return b"", False
+        return await upstream.content.read(), True
     parts: list[bytes] = []
     size = 0
     while size <= SMALL_BODY:

@@ -586,13 +586,3 @@ async def test_fenced_bulk_body_streams_unchanged(size):
     assert err.value.status == 403 and violation.error is err.value
 
 
-async def test_replayed_body_reads_like_the_original():
-    from sidecar.security.body import ReplayPayload
-
-    body = b'{"a": 1}\n{"b": 2}\n'
-    payload = ReplayPayload(_Chunks(b"", 1), body)
-    assert await payload.readline() == b'{"a": 1}\n'
-    assert await payload.read(3) == b'{"b'
-    assert await payload.readany() == b'": 2}\n'
-    assert await payload.readany() == b"" and payload.at_eof()
-    assert await _drain(ReplayPayload(_Chunks(b"", 1), body)) == body

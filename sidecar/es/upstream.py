@@ -35,12 +35,11 @@ def _connection_tokens(headers: Mapping[str, str]) -> set[str]:
 
 def end_to_end_headers(headers: Mapping[str, str], drop: Iterable[str] = ()) -> CIMultiDict[str]:
     """Copy headers without hop-by-hop fields (and those named in ``Connection``)."""
-    skip = HOP_BY_HOP | _connection_tokens(headers) | {d.lower() for d in drop}
-    out: CIMultiDict[str] = CIMultiDict()
-    for key, value in headers.items():
-        if key.lower() not in skip:
-            out.add(key, value)
-    return out
+    skip = HOP_BY_HOP.union(d.lower() for d in drop)
+    if "Connection" in headers:
+        skip |= _connection_tokens(headers)
+    # Built in one call: this runs twice for every request passed through.
+    return CIMultiDict([(key, value) for key, value in headers.items() if key.lower() not in skip])
 
 
 class Upstream:
@@ -82,15 +81,10 @@ class Upstream:
         timeout: float | None = None,
     ) -> aiohttp.ClientResponse:
         """Send a request to Elasticsearch; connection failures become ES-shaped 503s."""
+        options: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=timeout, sock_connect=10)} if timeout else {}
         try:
             return await self.session.request(
-                method,
-                self.url(raw_path),
-                headers=headers,
-                data=data,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=10) if timeout else None,
-            )
+                method, self.url(raw_path), headers=headers, data=data, allow_redirects=False, **options)
         except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
             raise es_unreachable(exc) from exc
 

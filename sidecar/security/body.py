@@ -173,30 +173,6 @@ class FencedPayload:
         return self._source.total_bytes
 
 
-class ReplayPayload(FencedPayload):
-    """A body the fence has already read in full, served again to the handler (without a copy)."""
-
-    def __init__(self, source: Any, data: bytes) -> None:
-        super().__init__(source, lambda line: False, Violation())
-        self._data, self._pos, self._eof = data, 0, True
-
-    async def _fill(self) -> None:
-        return None
-
-    def _take(self, n: int) -> bytes:
-        end = len(self._data) if n < 0 else min(len(self._data), self._pos + n)
-        chunk = self._data[self._pos:end]
-        self._pos = end
-        return chunk
-
-    async def readline(self) -> bytes:
-        newline = self._data.find(b"\n", self._pos)
-        return self._take(-1 if newline < 0 else newline + 1 - self._pos)
-
-    def at_eof(self) -> bool:
-        return self._pos >= len(self._data)
-
-
 def replace_body(request: web.Request, payload: FencedPayload) -> None:
     """Make ``payload`` the request's body stream for the handlers (aiohttp keeps it in
     ``_payload`` and caches ``content`` on first use). Fails closed if that ever stops working."""

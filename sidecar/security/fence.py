@@ -4,6 +4,7 @@ stream through, see :mod:`.body`)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from ..errors import EsError
-from .body import FencedPayload, ReplayPayload, Violation, forbidden, replace_body
+from .body import FencedPayload, Violation, forbidden, replace_body
 from .indices import IndexFence, expands_hidden
 
 # API segments after which the next path segment is a document or task id, not an index.
@@ -68,6 +69,8 @@ class Fence:
         # None for the sidecar's own APIs: clients repeat the same few paths, and checking one
         # costs several times more than looking it up.
         self._passed: dict[tuple[str, str], tuple[_PathView, bool] | None] = {}
+        spellings = [rb"\\", rb"\*", b"_all", *(re.escape(f.encode()) for f in indices.families)]
+        self._suspicious_bytes = re.compile(b"|".join(spellings), re.IGNORECASE)
 
     def _refuse(self, expr: str, kind: str) -> EsError:
         if kind == "explicit":
@@ -172,10 +175,8 @@ class Fence:
 
     def _suspicious(self, raw: bytes) -> bool:
         """Cheap test before parsing a body: it can only reach a hidden index if it spells one
-        of their names, escapes characters, or uses a wildcard."""
-        lowered = raw.lower()
-        return (b"\\" in raw or b"*" in raw or b"_all" in lowered
-                or any(f.encode() in lowered for f in self.indices.families))
+        of their names (in any case), escapes characters, or uses a wildcard or ``_all``."""
+        return self._suspicious_bytes.search(raw) is not None
 
     async def check_body(self, request: web.Request, view: _PathView, expand_hidden: bool,
                          violation: Violation) -> None:
@@ -190,8 +191,9 @@ class Fence:
             api = "_bulk" if view.api == "_bulk" else "_msearch"
             replace_body(request, FencedPayload(request.content, self.line_checker(api, expand_hidden), violation))
             return
+        # The checked bytes stay in aiohttp's read cache: handlers and the pass-through read
+        # them with ``request.read()`` (the stream itself is spent, so nothing unchecked is left).
         raw = await request.read()
-        replace_body(request, ReplayPayload(request.content, raw))
         if not raw.strip() or not self._suspicious(raw):
             return
         query_text = view.api in _QUERY_TEXT_APIS
