@@ -15,6 +15,7 @@ import asyncio  # noqa: E402
 import logging  # noqa: E402
 import ssl  # noqa: E402
 import sys  # noqa: E402
+from typing import Any  # noqa: E402
 
 from aiohttp import web  # noqa: E402
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         host=config.host,
         port=config.port,
         ssl_context=ssl_context,
-        access_log_class=logs.AccessLogger,
+        **_access_log(config.access_log),
         print=None,
         shutdown_timeout=30,
         # A client that goes away cancels the work done for it (inference included).
@@ -98,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
         reuse_port=workers.is_worker() or None,
     )
     return 0
+
+
+def _access_log(mode: str) -> dict[str, Any]:
+    from .proxy import PASSED_THROUGH
+
+    logger_class = logs.access_logger(mode, PASSED_THROUGH)
+    return {"access_log": None} if logger_class is None else {"access_log_class": logger_class}
 
 
 if __name__ == "__main__":

@@ -65,6 +65,10 @@ class Config:
     # Default timeout for perform-inference calls (ES default 30 s).
     inference_timeout_s: float = 30.0
     log_level: str = "INFO"
+    # The access log (JSON lines at INFO): "sidecar" (requests the sidecar answered or changed
+    # itself; those handed to Elasticsearch untouched are Elasticsearch's answers and are not
+    # logged), "all" or "off".
+    access_log: str = "sidecar"
     # HTTPS for the sidecar's own listener (PEM files).
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -149,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--registry-ttl", type=float, default=float(_env("REGISTRY_TTL", "1.0")))
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+    p.add_argument(
+        "--access-log",
+        default=_env("ACCESS_LOG", Config.access_log),
+        choices=("sidecar", "all", "off"),
+        help="one JSON line per request: those the sidecar answered or changed itself (default), all "
+        "(those passed to Elasticsearch untouched too), or none [SIDECAR_ACCESS_LOG]",
+    )
     p.add_argument("--tls-cert", default=_env("TLS_CERT"), help="PEM certificate (chain) to serve HTTPS [SIDECAR_TLS_CERT]")
     p.add_argument("--tls-key", default=_env("TLS_KEY"), help="PEM private key of --tls-cert [SIDECAR_TLS_KEY]")
     return p
@@ -178,6 +189,7 @@ def from_args(argv: list[str] | None = None) -> Config:
         event_loop=args.event_loop,
         registry_ttl_s=args.registry_ttl,
         log_level=args.log_level,
+        access_log=args.access_log,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
     )

@@ -134,10 +134,13 @@ def setup(level: str = "INFO") -> None:
 
 class AccessLogger(AbstractAccessLogger):
     """One JSON line per request; no headers or bodies (they can hold credentials). Written
-    straight to the log output: going through ``logging`` costs ~6× more per request."""
+    straight to the log output: going through ``logging`` costs ~6× more per request.
+    Responses of the classes in :attr:`unlogged` are left out."""
+
+    unlogged: tuple[type, ...] = ()
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:  # noqa: A002
-        if not self.logger.isEnabledFor(logging.INFO):
+        if isinstance(response, self.unlogged) or not self.logger.isEnabledFor(logging.INFO):
             return
         line = orjson.dumps(
             {
@@ -160,3 +163,13 @@ class AccessLogger(AbstractAccessLogger):
     @property
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
+
+
+def access_logger(mode: str, passed_through: tuple[type, ...]) -> type[AccessLogger] | None:
+    """The access logger for ``--access-log``: ``all``, ``sidecar`` (responses of the classes in
+    ``passed_through``, Elasticsearch's own answers, left out) or ``off`` (None)."""
+    if mode == "off":
+        return None
+    if mode == "all":
+        return AccessLogger
+    return type("SidecarAccessLogger", (AccessLogger,), {"unlogged": passed_through})

@@ -59,6 +59,19 @@ async def request_body(request: web.Request) -> bytes | AsyncIterator[bytes] | N
     return _body_stream(request)
 
 
+class ElasticsearchResponse(web.Response):
+    """A response that is Elasticsearch's own answer (status, headers and bytes), copied to the
+    client untouched."""
+
+
+class ElasticsearchStream(web.StreamResponse):
+    """:class:`ElasticsearchResponse`, streamed."""
+
+
+# Responses of requests the sidecar handed to Elasticsearch without changing anything.
+PASSED_THROUGH = (ElasticsearchResponse, ElasticsearchStream)
+
+
 async def _read_small(upstream: aiohttp.ClientResponse) -> tuple[bytes, bool]:
     """Read the start of an upstream body: ``(bytes, complete)``; stops once more than
     :data:`SMALL_BODY` bytes have arrived without the end."""
@@ -93,8 +106,8 @@ async def stream_response(
         if request.method != "HEAD":
             headers.popall("Content-Length", None)
         # The bytes are passed as they came (a compressed body stays compressed).
-        return web.Response(body=head, status=upstream.status, reason=upstream.reason, headers=headers)
-    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+        return ElasticsearchResponse(body=head, status=upstream.status, reason=upstream.reason, headers=headers)
+    response = ElasticsearchStream(status=upstream.status, reason=upstream.reason, headers=headers)
     if "Content-Length" in headers:
         response.content_length = int(headers["Content-Length"])
     await response.prepare(request)
