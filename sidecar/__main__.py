@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup(config.log_level)
     log = logging.getLogger("sidecar")
     app = build_app(config)
+    app.on_startup.append(_settle_gc)  # after the start-up of every part
     log.debug("configuration", extra={"fields": {"config": config.redacted()}})
     log.info(
         "sidecar listening",
@@ -99,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
         reuse_port=workers.is_worker() or None,
     )
     return 0
+
+
+async def _settle_gc(app: web.Application) -> None:
+    from . import gc_tuning
+
+    gc_tuning.settle()
 
 
 def _access_log(mode: str) -> dict[str, Any]:

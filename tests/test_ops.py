@@ -112,6 +112,31 @@ def test_metrics_count_requests_inference_and_deployments(sidecar_url, sidecar_e
     assert sidecar_env["SIDECAR_SECRETS_KEY"] not in text
 
 
+def test_requests_passed_through_leave_the_garbage_collector_idle(sidecar_url):
+    """After start-up the server freezes what start-up built and collects the young generation
+    only after 50,000 net allocations (sidecar.gc_tuning): a burst of pass-through requests
+    runs no collection (CPython's defaults ran one every ~40 requests)."""
+    import asyncio
+
+    import aiohttp
+
+    def collections() -> float:
+        return sample(scrape(sidecar_url), "python_gc_collections_total", generation="0")
+
+    async def burst(n: int) -> None:
+        async with aiohttp.ClientSession() as session:
+            async def one(i: int) -> None:
+                async with session.get(f"{sidecar_url}/_cluster/health") as resp:
+                    assert resp.status == 200
+                    await resp.read()
+            for start in range(0, n, 50):
+                await asyncio.gather(*(one(i) for i in range(start, start + 50)))
+
+    before = collections()
+    asyncio.run(burst(2000))
+    assert collections() - before <= 2
+
+
 def test_counters_for_other_modules():
     before = metrics.PROVIDER_ERRORS.labels("openai", "429")._value.get()
     metrics.PROVIDER_ERRORS.labels(service="openai", status="429").inc()
