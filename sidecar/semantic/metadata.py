@@ -149,10 +149,17 @@ class SemanticIndices:
         """Concrete indices matched by ``expression`` (an index, alias, pattern or list) that
         have semantic_text fields. Unknown names resolve to nothing (Elasticsearch reports
         them when the request is forwarded)."""
+        known = self.resolved(expression)
+        if known is not None:
+            return known
+        return await self._loads.run(("resolve", expression), lambda: self._load(expression))
+
+    def resolved(self, expression: str) -> dict[str, IndexSemantics] | None:
+        """:meth:`resolve`'s answer while it is cached and fresh, else None; never waits."""
         hit = self._cache.get(expression)
         if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
             return hit[1]
-        return await self._loads.run(("resolve", expression), lambda: self._load(expression))
+        return None
 
     async def _load(self, expression: str) -> dict[str, IndexSemantics]:
         now, generation = time.monotonic(), self._loads.generation

@@ -5,6 +5,7 @@ left out, and what the answer needs noted."""
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,9 +39,12 @@ NOT_WITH_RETRIEVER = {"query": "query", "sub_searches": "query", "knn": "knn", "
                       "min_score": "min_score", "rank": "rank"}
 
 
+_KEYWORDS = re.compile(b"|".join(KEYWORDS))
+
+
 def mentions_inference(raw: bytes) -> bool:
     """Whether a body may hold something to rewrite (anything else passes through untouched)."""
-    return any(word in raw for word in KEYWORDS)
+    return _KEYWORDS.search(raw) is not None
 
 
 class Planner:

@@ -52,7 +52,10 @@ class SemanticSearch:
     mentions_inference = staticmethod(mentions_inference)
 
     async def needs_parsing(self, expression: str | None, raw: bytes) -> bool:
-        return self.mentions_inference(raw) or await self.has_semantic(expression)
+        if self.mentions_inference(raw):
+            return True
+        known = self.semantic.resolved(expression or "_all")  # most searches: no wait at all
+        return bool(known) if known is not None else await self.has_semantic(expression)
 
     async def any_semantic(self, expressions: Iterable[str | None]) -> bool:
         for expression in expressions:
