@@ -104,7 +104,10 @@ async def _single(request: web.Request, op: str, doc_id: str | None, source: Any
 
 
 async def _needs_work(request: web.Request, index: str) -> bool:
-    if await _semantic(request.app).for_write(index) is not None:
+    semantic = _semantic(request.app)
+    if semantic.known_plain(index) and request.app[PIPELINES].known_none():
+        return False  # both answers cached: a plain write waits for nothing here
+    if await semantic.for_write(index) is not None:
         return True
     return await _pipeline_plan(request, index, request.query.get("pipeline")) is not None
 

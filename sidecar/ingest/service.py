@@ -153,6 +153,10 @@ class Pipelines:
             self._settings.pop(index, None)
         self._settings_loads.forget(index)
 
+    def known_none(self) -> bool:
+        """True while it is known (cached) that the sidecar holds no pipeline; never waits."""
+        return self.store.known_empty()
+
     async def any_inference_pipelines(self) -> bool:
         """Whether the sidecar holds any pipeline at all (cached like the definitions): when
         it holds none, writes need no pipeline planning."""

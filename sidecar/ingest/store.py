@@ -132,6 +132,12 @@ class PipelineStore:
         """Whether any pipeline is stored (cached for ``ttl_s``)."""
         return await self._cache.get(("any",), lambda _: self._load_any(), False)
 
+    def known_empty(self) -> bool:
+        """True while the cached answer of :meth:`any` is fresh and says no pipeline is
+        stored; never waits."""
+        entry = self._cache.fresh(("any",))
+        return entry is not None and not entry.value
+
     async def _load_any(self) -> Entry[bool]:
         try:
             resp = await self.es.count(index=self.index)

@@ -122,6 +122,12 @@ class SemanticIndices:
             return hit[1]
         return await self._loads.run(("write", name), lambda: self._load_for_write(name))
 
+    def known_plain(self, name: str) -> bool:
+        """True while the cached answer of :meth:`for_write` is fresh and says a write to
+        ``name`` lands where there are no semantic fields; never waits."""
+        hit = self._write_cache.get(name)
+        return hit is not None and hit[1] is None and time.monotonic() - hit[0] < self.ttl_s
+
     async def _load_for_write(self, name: str) -> IndexSemantics | None:
         now, generation = time.monotonic(), self._loads.generation
         found = await self.resolve(name)
