@@ -37,12 +37,15 @@ def test_bench_passthrough_writes_results(es_url: str, tmp_path: Path) -> None:
     for scenario in figure["scenarios"].values():
         assert {"direct", "sidecar", "throughput_ratio", "added_p50_ms", "added_sequential_p50_ms"} <= set(scenario)
         assert scenario["bare_proxy"]["req_per_s"] > 0  # the floor, measured in the same rounds
+        assert scenario["bare_proxy_gc"]["req_per_s"] > 0  # and with the sidecar's GC settings
+        assert scenario["sidecar_cpu_vs_bare_proxy"] > 0 and scenario["sidecar_cpu_vs_bare_proxy_gc"] > 0
         for side in ("direct", "sidecar"):
             assert scenario[side]["req_per_s"] > 0
             assert scenario[side]["errors"] == 0
             assert {"p50_ms", "p99_ms", "sequential_p50_ms", "sidecar_cpu_us_per_req"} <= set(scenario[side])
     names = {t["name"] for t in doc["targets"]}
     assert "search throughput via sidecar / direct" in names
+    assert "index CPU per request vs the bare proxy" in names
     assert all({"value", "target", "op", "pass"} <= set(t) for t in doc["targets"])
     # The results table is printed for the README.
     assert "| figure | measure | sidecar | baseline | result | target |" in proc.stdout

@@ -3,7 +3,9 @@ Elasticsearch with a pooled client, return the response bytes. No routing, middl
 metrics, logs or security. Figure 2 runs it beside the sidecar to separate what the HTTP
 library and the system calls cost from what the sidecar adds.
 
-Run as ``python -m bench_lib.bare_proxy ES_URL PORT``."""
+Run as ``python -m bench_lib.bare_proxy ES_URL PORT [--gc-tuned]``; ``--gc-tuned`` applies the
+sidecar's garbage-collector settings (:mod:`sidecar.gc_tuning`) once started, so that the
+comparison isolates what the sidecar's own code costs."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from aiohttp import web
 _SKIP = frozenset(("host", "connection", "keep-alive", "transfer-encoding", "content-length"))
 
 
-def build(es_url: str) -> web.Application:
+def build(es_url: str, gc_tuned: bool = False) -> web.Application:
     app = web.Application()
 
     async def start(app: web.Application) -> None:
@@ -35,21 +37,28 @@ def build(es_url: str) -> web.Application:
             out = {k: v for k, v in upstream.headers.items() if k.lower() not in _SKIP}
             return web.Response(body=data, status=upstream.status, headers=out)
 
+    async def settle_gc(app: web.Application) -> None:
+        from sidecar import gc_tuning
+
+        gc_tuning.settle()
+
     app.on_startup.append(start)
+    if gc_tuned:
+        app.on_startup.append(settle_gc)
     app.on_cleanup.append(stop)
     app.router.add_route("*", "/{tail:.*}", forward)
     return app
 
 
 def main() -> None:
-    es_url, port = sys.argv[1].rstrip("/"), int(sys.argv[2])
+    es_url, port, gc_tuned = sys.argv[1].rstrip("/"), int(sys.argv[2]), "--gc-tuned" in sys.argv[3:]
     try:
         import uvloop  # the sidecar's default event loop
 
         uvloop.install()
     except ImportError:
         pass
-    web.run_app(build(es_url), host="127.0.0.1", port=port, access_log=None, print=None)
+    web.run_app(build(es_url, gc_tuned), host="127.0.0.1", port=port, access_log=None, print=None)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ from ``/proc`` and the node stats: it shows the cost even where the machine is n
 
 A bare aiohttp reverse proxy (:mod:`bench_lib.bare_proxy`: no routing, middlewares, logs or
 metrics) runs in the same rounds: the floor of a Python proxy on this machine, which tells
-what the sidecar's own logic costs apart from the HTTP library and the system calls."""
+what the sidecar's own logic costs apart from the HTTP library and the system calls. It runs
+twice: with CPython's default garbage-collector settings, and with the sidecar's
+(:mod:`sidecar.gc_tuning`), the stricter floor that leaves only the sidecar's own code."""
 
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ def _setup(ctx: Context) -> tuple[list[Scenario], str, str]:
 class BareProxy:
     """The bare aiohttp proxy in its own process, in front of the same Elasticsearch."""
 
-    def __init__(self, es_url: str) -> None:
+    def __init__(self, es_url: str, *, gc_tuned: bool = False) -> None:
         from sidecar.testing.process import answers, free_port
 
         self.port = free_port()
@@ -60,7 +62,8 @@ class BareProxy:
         scripts = str(ROOT / "scripts")
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (scripts, env.get("PYTHONPATH")) if p)
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench_lib.bare_proxy", es_url, str(self.port)],
+        args = [sys.executable, "-m", "bench_lib.bare_proxy", es_url, str(self.port)]
+        self.proc = subprocess.Popen([*args, "--gc-tuned"] if gc_tuned else args,
                                      cwd=scripts, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(200):
             if answers(self.url):
@@ -112,15 +115,19 @@ def run(ctx: Context) -> dict[str, Any]:
     sequential_n = ctx.size(100, 500)
     bare = BareProxy(ctx.es.url)
     try:
-        return _measure(ctx, scenarios, bare, duration, rounds, sequential_n)
+        tuned = BareProxy(ctx.es.url, gc_tuned=True)
+        try:
+            return _measure(ctx, scenarios, bare, tuned, duration, rounds, sequential_n)
+        finally:
+            tuned.stop()
     finally:
         bare.stop()
 
 
-def _measure(ctx: Context, scenarios: list[Scenario], bare: BareProxy, duration: float, rounds: int,
-             sequential_n: int) -> dict[str, Any]:
-    targets = {"direct": ctx.es.url, "sidecar": ctx.sidecar.url, "bare_proxy": bare.url}
-    pids = {"direct": ctx.sidecar.pid, "sidecar": ctx.sidecar.pid, "bare_proxy": bare.pid}
+def _measure(ctx: Context, scenarios: list[Scenario], bare: BareProxy, tuned: BareProxy, duration: float,
+             rounds: int, sequential_n: int) -> dict[str, Any]:
+    targets = {"direct": ctx.es.url, "sidecar": ctx.sidecar.url, "bare_proxy": bare.url, "bare_proxy_gc": tuned.url}
+    pids = {"direct": ctx.sidecar.pid, "sidecar": ctx.sidecar.pid, "bare_proxy": bare.pid, "bare_proxy_gc": tuned.pid}
     out: dict[str, Any] = {"load_generator": "wrk" if have_wrk() else "aiohttp", "connections": CONNECTIONS,
                            "round_seconds": duration, "rounds": rounds, "scenarios": {}}
     for scenario in scenarios:
@@ -132,7 +139,8 @@ def _measure(ctx: Context, scenarios: list[Scenario], bare: BareProxy, duration:
         if ctx.options.get("profile", True) and available():
             profile = Profile(ctx.sidecar.pid, ctx.out_dir / f"{ctx.stamp}-pyspy-{scenario.name}.txt")
         for r in range(rounds):
-            order = ("direct", "sidecar", "bare_proxy") if r % 2 == 0 else ("bare_proxy", "sidecar", "direct")
+            order = ("direct", "sidecar", "bare_proxy", "bare_proxy_gc")
+            order = order if r % 2 == 0 else order[::-1]
             for side in order:
                 # The sidecar's first round is profiled (py-spy samples without stopping it).
                 prof = profile if side == "sidecar" and r == 0 else None
@@ -144,7 +152,7 @@ def _measure(ctx: Context, scenarios: list[Scenario], bare: BareProxy, duration:
             lat = client.sequential_latencies(targets[side], scenario.method, scenario.path,
                                               scenario.bodies[0].encode(), sequential_n // 2)
             seq[side].extend(lat)
-        seq["bare_proxy"] = []
+        seq["bare_proxy"] = seq["bare_proxy_gc"] = []
         summary: dict[str, Any] = {}
         for side in targets:
             rs = runs[side]
@@ -167,10 +175,14 @@ def _measure(ctx: Context, scenarios: list[Scenario], bare: BareProxy, duration:
         b = summary["bare_proxy"]
         summary["bare_proxy_throughput_ratio"] = ratio(b["req_per_s"], d["req_per_s"])
         summary["sidecar_cpu_vs_bare_proxy"] = ratio(s["sidecar_cpu_us_per_req"], b["sidecar_cpu_us_per_req"])
+        g = summary["bare_proxy_gc"]
+        summary["sidecar_cpu_vs_bare_proxy_gc"] = ratio(s["sidecar_cpu_us_per_req"], g["sidecar_cpu_us_per_req"])
         out["scenarios"][scenario.name] = summary
         ctx.target(NAME, f"{scenario.name} throughput via sidecar / direct", summary["throughput_ratio"], ">=", 0.9)
         ctx.target(NAME, f"{scenario.name} added median latency at {CONNECTIONS} connections (ms)",
                    summary["added_p50_ms"], "<=", 1.0)
+        ctx.target(NAME, f"{scenario.name} CPU per request vs the bare proxy", summary["sidecar_cpu_vs_bare_proxy"],
+                   "<=", 1.15)
     return out
 
 
@@ -198,8 +210,14 @@ def rows(r: dict[str, Any]) -> list[dict[str, Any]]:
                  "result": f"{s['bare_proxy_throughput_ratio']:.2f}×"},
                 {"measure": f"{name}: CPU per request, µs, sidecar vs bare aiohttp proxy",
                  "sidecar": v["sidecar_cpu_us_per_req"], "baseline": b["sidecar_cpu_us_per_req"],
-                 "result": f"{s['sidecar_cpu_vs_bare_proxy']:.2f}×"},
+                 "result": f"{s['sidecar_cpu_vs_bare_proxy']:.2f}×",
+                 "target": f"{name} CPU per request vs the bare proxy"},
             ]
+        g = s.get("bare_proxy_gc")
+        if g:
+            out.append({"measure": f"{name}: CPU per request, µs, sidecar vs bare proxy with the sidecar's GC settings",
+                        "sidecar": v["sidecar_cpu_us_per_req"], "baseline": g["sidecar_cpu_us_per_req"],
+                        "result": f"{s['sidecar_cpu_vs_bare_proxy_gc']:.2f}×"})
     return out
 
 
