@@ -20,7 +20,7 @@ from ...es.caller import Answer, Caller, index_path
 from ...es.errors import UpstreamError
 from ...es.node import NodeVersion
 from ..layout import inference_path
-from ..queries.clauses import index_filtered, listify
+from ..queries.clauses import listify
 from ..queries.errors import parsing_error
 from ..rerank import DEFAULT_RERANK_ID, rerank, top_explanation
 from ..rerank import explanation as rerank_explanation
@@ -91,16 +91,6 @@ async def execute_compound(caller: Caller, plan: Plan, started: float, *, endpoi
 
 def _doc_filter(doc: Ranked) -> dict[str, Any]:
     return {"bool": {"filter": [{"term": {"_index": doc.index}}, {"ids": {"values": [doc.id]}}]}}
-
-
-def _docs_query(docs: list[Ranked]) -> dict[str, Any]:
-    by_index: dict[str, list[str]] = {}
-    for doc in docs:
-        by_index.setdefault(doc.index, []).append(doc.id)
-    if not by_index:
-        return {"match_none": {}}
-    should = [index_filtered({"ids": {"values": ids}}, [index]) for index, ids in by_index.items()]
-    return should[0] if len(should) == 1 else {"bool": {"should": should}}
 
 
 def final_params(params: Mapping[str, str]) -> dict[str, str]:
@@ -216,7 +206,7 @@ class _Run:
                         doc.extra["explanation"] = top_explanation(doc, doc.extra["explanation"], source)
             if node.min_score is not None:
                 # Documents the reranker dropped are not hits at all (nor counted in the total).
-                union = _docs_query(reranked)
+                union = stages.docs_query(reranked)
             return reranked[:size], union
         raise parsing_error(f"unknown retriever [{node.kind}]")
 
@@ -259,7 +249,7 @@ class _Run:
                 doc.extra["explanation"] = hit["_explanation"]
             ranked.append(doc)
         if union is None:
-            union = _docs_query(ranked)
+            union = stages.docs_query(ranked)
         return ranked, union
 
     async def _hits(self, body: dict[str, Any]) -> dict[str, Any]:
