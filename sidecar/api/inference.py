@@ -13,27 +13,13 @@ from ..endpoints.manager import InferenceEndpoints
 from ..endpoints.timevalue import parse_time_value
 from ..errors import EsError
 from .keys import ENDPOINTS
-from .render import json_response, read_json
+from .render import json_response, query_flag, read_json
 
 log = logging.getLogger("sidecar.api")
 
 
 def _endpoints(request: web.Request) -> InferenceEndpoints:
     return request.app[ENDPOINTS]
-
-
-def _flag(request: web.Request, name: str) -> bool:
-    value = request.query.get(name)
-    if value is None:
-        return False
-    if value in ("", "true"):
-        return True
-    if value == "false":
-        return False
-    raise EsError(
-        400, "illegal_argument_exception",
-        f"Failed to parse value [{value}] as only [true] or [false] are allowed.",
-    )
 
 
 def _timeout(request: web.Request, default: float | None) -> float | None:
@@ -77,7 +63,7 @@ async def update_endpoint(request: web.Request) -> web.Response:
 async def delete_endpoint(request: web.Request) -> web.Response:
     task_type, inference_id = _ids(request)
     result = await _endpoints(request).delete(
-        inference_id, task_type, dry_run=_flag(request, "dry_run"), force=_flag(request, "force")
+        inference_id, task_type, dry_run=query_flag(request, "dry_run"), force=query_flag(request, "force")
     )
     return json_response(result, request=request)
 

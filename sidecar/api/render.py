@@ -70,3 +70,17 @@ def require_object(value: Any, what: str = "request body") -> dict[str, Any]:
     if not isinstance(value, dict):
         raise EsError(400, "parse_exception", f"{what} must be a JSON object")
     return value
+
+
+def query_flag(request: web.Request, name: str, default: bool = False) -> bool:
+    """A boolean URL parameter as Elasticsearch reads it: absent gives ``default``, empty or
+    ``true`` is true, ``false`` is false, anything else a 400."""
+    value = request.query.get(name)
+    if value is None:
+        return default
+    if value in ("", "true"):
+        return True
+    if value == "false":
+        return False
+    raise EsError(400, "illegal_argument_exception",
+                  f"Failed to parse value [{value}] as only [true] or [false] are allowed.")

@@ -11,7 +11,7 @@ from ..endpoints.timevalue import parse_time_value
 from ..errors import EsError
 from ..trained_models import TrainedModels
 from .keys import TRAINED_MODELS
-from .render import json_response, read_json
+from .render import json_response, query_flag, read_json
 
 # Elasticsearch's defaults: _infer waits 10s, _start 30s (20s before 8.x minor releases).
 INFER_TIMEOUT_S = 10.0
@@ -20,18 +20,6 @@ START_TIMEOUT_S = 30.0
 
 def _trained(request: web.Request) -> TrainedModels:
     return request.app[TRAINED_MODELS]
-
-
-def _flag(request: web.Request, name: str, default: bool) -> bool:
-    value = request.query.get(name)
-    if value is None:
-        return default
-    if value in ("", "true"):
-        return True
-    if value == "false":
-        return False
-    raise EsError(400, "illegal_argument_exception",
-                  f"Failed to parse value [{value}] as only [true] or [false] are allowed.")
 
 
 def _int(request: web.Request, name: str, default: int) -> int:
@@ -60,7 +48,7 @@ def _model_id(request: web.Request) -> str:
 async def put_model(request: web.Request) -> web.Response:
     body = await read_json(request, required=False)
     result = await _trained(request).put(
-        _model_id(request), body, wait_for_completion=_flag(request, "wait_for_completion", False),
+        _model_id(request), body, wait_for_completion=query_flag(request, "wait_for_completion", False),
         timeout_s=_timeout(request, START_TIMEOUT_S))
     return json_response(result, request=request)
 
@@ -68,13 +56,13 @@ async def put_model(request: web.Request) -> web.Response:
 async def get_models(request: web.Request) -> web.Response:
     include = {p for p in request.query.get("include", "").split(",") if p}
     result = await _trained(request).get(
-        _model_id(request), include=include, allow_no_match=_flag(request, "allow_no_match", True),
+        _model_id(request), include=include, allow_no_match=query_flag(request, "allow_no_match", True),
         from_=_int(request, "from", 0), size=_int(request, "size", 100))
     return json_response(result, request=request)
 
 
 async def delete_model(request: web.Request) -> web.Response:
-    result = await _trained(request).delete(_model_id(request), force=_flag(request, "force", False))
+    result = await _trained(request).delete(_model_id(request), force=query_flag(request, "force", False))
     return json_response(result, request=request)
 
 
@@ -105,9 +93,9 @@ async def start_deployment(request: web.Request) -> web.Response:
 
 async def stop_deployment(request: web.Request) -> web.Response:
     body = await read_json(request, required=False)
-    force = _flag(request, "force", bool(isinstance(body, dict) and body.get("force")))
+    force = query_flag(request, "force", bool(isinstance(body, dict) and body.get("force")))
     result = await _trained(request).stop(
-        _model_id(request), force=force, allow_no_match=_flag(request, "allow_no_match", True))
+        _model_id(request), force=force, allow_no_match=query_flag(request, "allow_no_match", True))
     return json_response(result, request=request)
 
 
@@ -128,5 +116,5 @@ async def infer(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     result = await _trained(request).stats(
-        _model_id(request), allow_no_match=_flag(request, "allow_no_match", True))
+        _model_id(request), allow_no_match=query_flag(request, "allow_no_match", True))
     return json_response(result, request=request)
