@@ -30,6 +30,9 @@ def _cos(a, b) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
+JSON = {"accept": "application/json", "content-type": "application/json"}  # as the client's own methods send
+
+
 def _error(call) -> ApiError:
     with pytest.raises(ApiError) as err:
         call()
@@ -122,6 +125,22 @@ def test_errors_match_elasticsearch(client, uploaded, bert_embedding):
         model_id=model_id, part=0, definition="AAAA", total_definition_length=3, total_parts=2))
     assert (err.meta.status, err.error) == (400, "resource_already_exists_exception")
     assert err.body["error"]["reason"] == f"Trained machine learning model chunked doc [{model_id}][0] already exists"
+    # Unknown body fields, named by the parser Elasticsearch would use.
+    for call, parser in (
+        (lambda: client.perform_request("PUT", f"/_ml/trained_models/{model_id}/definition/5",
+                                        headers=JSON, body={"bogus": 1}),
+         "put_trained_model_definition_part_action"),
+        (lambda: client.perform_request("PUT", f"/_ml/trained_models/{model_id}/vocabulary",
+                                        headers=JSON, body={"bogus": 1}),
+         "put_trained_model_vocabulary_action"),
+        (lambda: client.perform_request("POST", f"/_ml/trained_models/{model_id}/_infer",
+                                        headers=JSON,
+                                        body={"docs": [{"text_field": "x"}], "bogus": 1}),
+         "infer_trained_model_request"),
+    ):
+        err = _error(call)
+        assert (err.meta.status, err.error) == (400, "x_content_parse_exception")
+        assert err.body["error"]["reason"] == f"[{parser}] unknown field [bogus]"
     err = _error(lambda: client.ml.delete_trained_model(model_id=model_id))
     assert err.meta.status == 409
     # Nothing stored by a refused request.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Collection
 from typing import Any
 
 from ..errors import EsError, action_request_validation, x_content_parse
@@ -51,6 +52,22 @@ def invalid_id(model_id: str) -> str:
             "underscores; must start and end with alphanumeric")
 
 
+def reject_unknown_fields(obj: dict[str, Any], parser: str, fields: Collection[str]) -> None:
+    """Elasticsearch's parse error for the first key of ``obj`` its ``parser`` does not know."""
+    for key in obj:
+        if key not in fields:
+            raise x_content_parse(f"[{parser}] unknown field [{key}]")
+
+
+def object_body(body: Any, parser: str, fields: Collection[str]) -> dict[str, Any]:
+    """``body`` as the object ``parser`` reads: a JSON object of known fields, else
+    Elasticsearch's parse error."""
+    if not isinstance(body, dict):
+        raise x_content_parse(f"[{parser}] Expected START_OBJECT")
+    reject_unknown_fields(body, parser, fields)
+    return body
+
+
 def _parse_tokenization(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict) or len(value) != 1:
         raise x_content_parse(f"[{where}] failed to parse field [tokenization]")
@@ -59,9 +76,7 @@ def _parse_tokenization(value: Any, where: str) -> dict[str, Any]:
     if defaults is None:
         raise x_content_parse(f"[{where}] failed to parse field [tokenization]: unknown tokenization [{kind}]")
     options = options or {}
-    for key in options:
-        if key not in defaults:
-            raise x_content_parse(f"[{kind}] unknown field [{key}]")
+    reject_unknown_fields(options, kind, defaults)
     out = {**defaults, **options}
     if out["truncate"] not in TRUNCATE:
         raise EsError(400, "illegal_argument_exception",
@@ -90,9 +105,7 @@ def parse_inference_config(value: Any, *, for_update: bool = False) -> dict[str,
             f"[trained_model_config] failed to parse field [inference_config]: unknown inference config [{task}]")
     allowed, defaults = spec
     options = dict(options or {})
-    for key in options:
-        if key not in allowed:
-            raise x_content_parse(f"[{task}] unknown field [{key}]")
+    reject_unknown_fields(options, task, allowed)
     if "tokenization" in options:
         options["tokenization"] = _parse_tokenization(options["tokenization"], task)
     if for_update:
@@ -109,11 +122,7 @@ def parse_inference_config(value: Any, *, for_update: bool = False) -> dict[str,
 
 def parse_put(model_id: str, body: Any, *, version: str) -> dict[str, Any]:
     """The config to store for ``PUT _ml/trained_models/{model_id}``."""
-    if not isinstance(body, dict):
-        raise x_content_parse("[trained_model_config] Expected START_OBJECT")
-    for key in body:
-        if key not in _CONFIG_FIELDS:
-            raise x_content_parse(f"[trained_model_config] unknown field [{key}]")
+    object_body(body, "trained_model_config", _CONFIG_FIELDS)
     if "model_id" in body and body["model_id"] != model_id:
         raise EsError(400, "illegal_argument_exception",
                       f"Inconsistent model_id; '{body['model_id']}' specified in the body differs from "

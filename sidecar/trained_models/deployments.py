@@ -311,11 +311,7 @@ class DeploymentsMixin:
 
     # -- inference -------------------------------------------------------------------------------
     async def infer(self, id_: str, body: Any, *, timeout_s: float) -> dict[str, Any]:
-        if not isinstance(body, dict):
-            raise x_content_parse("[infer_trained_model_request] Expected START_OBJECT")
-        for key in body:
-            if key not in ("docs", "inference_config", "timeout"):
-                raise x_content_parse(f"[infer_trained_model_request] unknown field [{key}]")
+        cfg.object_body(body, "infer_trained_model_request", ("docs", "inference_config", "timeout"))
         docs = body.get("docs")
         if not isinstance(docs, list) or not docs:
             raise action_request_validation("at least one document is required")

@@ -165,11 +165,7 @@ class TrainedModels(DeploymentsMixin):
 
     # -- definition and vocabulary ------------------------------------------------------------
     async def put_part(self, model_id: str, part: int, body: Any) -> dict[str, Any]:
-        if not isinstance(body, dict):
-            raise x_content_parse("[put_trained_model_definition_part_action] Expected START_OBJECT")
-        for key in body:
-            if key not in ("definition", "total_definition_length", "total_parts"):
-                raise x_content_parse(f"[put_trained_model_definition_part_action] unknown field [{key}]")
+        cfg.object_body(body, "put_trained_model_definition_part_action", ("definition", "total_definition_length", "total_parts"))
         errors = []
         definition = body.get("definition")
         total_length, total_parts = body.get("total_definition_length"), body.get("total_parts")
@@ -198,11 +194,7 @@ class TrainedModels(DeploymentsMixin):
         return {"acknowledged": True}
 
     async def put_vocabulary(self, model_id: str, body: Any) -> dict[str, Any]:
-        if not isinstance(body, dict):
-            raise x_content_parse("[put_trained_model_vocabulary_action] Expected START_OBJECT")
-        for key in body:
-            if key not in ("vocabulary", "merges", "scores"):
-                raise x_content_parse(f"[put_trained_model_vocabulary_action] unknown field [{key}]")
+        cfg.object_body(body, "put_trained_model_vocabulary_action", ("vocabulary", "merges", "scores"))
         vocab = body.get("vocabulary")
         if not vocab:
             raise action_request_validation("[vocabulary] must not be empty")
