@@ -89,10 +89,14 @@ class SemanticIndices:
         self._any = None
         self._loads.forget()
 
+    def _fresh(self, hit: tuple[float, Any] | None) -> bool:
+        """Whether a cached ``(time, answer)`` is younger than :attr:`ttl_s`."""
+        return hit is not None and time.monotonic() - hit[0] < self.ttl_s
+
     async def any_semantic(self) -> bool:
         """Whether any index or index template has semantic fields (cached): when none has,
         writes go straight through without being parsed."""
-        if self._any is not None and time.monotonic() - self._any[0] < self.ttl_s:
+        if self._fresh(self._any):
             return self._any[1]
         return await self._loads.run("any", self._load_any)
 
@@ -118,7 +122,7 @@ class SemanticIndices:
         write index of an alias, or — for an index that does not exist yet — what the
         matching index template would give it."""
         hit = self._write_cache.get(name)
-        if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
+        if self._fresh(hit):
             return hit[1]
         return await self._loads.run(("write", name), lambda: self._load_for_write(name))
 
@@ -126,7 +130,7 @@ class SemanticIndices:
         """True while the cached answer of :meth:`for_write` is fresh and says a write to
         ``name`` lands where there are no semantic fields; never waits."""
         hit = self._write_cache.get(name)
-        return hit is not None and hit[1] is None and time.monotonic() - hit[0] < self.ttl_s
+        return self._fresh(hit) and hit[1] is None
 
     async def _load_for_write(self, name: str) -> IndexSemantics | None:
         now, generation = time.monotonic(), self._loads.generation
@@ -163,9 +167,7 @@ class SemanticIndices:
     def resolved(self, expression: str) -> dict[str, IndexSemantics] | None:
         """:meth:`resolve`'s answer while it is cached and fresh, else None; never waits."""
         hit = self._cache.get(expression)
-        if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
-            return hit[1]
-        return None
+        return hit[1] if self._fresh(hit) else None
 
     async def _load(self, expression: str) -> dict[str, IndexSemantics]:
         now, generation = time.monotonic(), self._loads.generation
